@@ -1,0 +1,195 @@
+"""The `ai` app's activities: render the prompt, call the model, record failure/cancellation.
+
+Built as a class around the model configuration (dependency injection): the worker builds it
+from its own environment, which is the only place an API key lives; tests pass their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ai import services
+from ai.adapters.litellm import CompletionRequest, ProviderError, complete
+from ai.db import db_activity, run_db
+from ai.models import AiJob
+from ai.prompt_cleanup import GENERATION_LIMITS, clean_page_text
+from ai.prompts import TEMPLATE_FOR_FAMILY, PromptError
+from ai.workflows.types import JobFailure, LlmCall, LlmResult, PromptSpec
+
+log = logging.getLogger(__name__)
+FAMILY_FOR_TEMPLATE = {key: family for family, key in TEMPLATE_FOR_FAMILY.items()}
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    model: str
+    api_base: str | None
+    api_key: str | None
+    timeout_s: float
+    stream: bool = True
+
+    @classmethod
+    def from_settings(cls) -> LlmConfig:
+        api_base = settings.AI_API_BASE or None
+        # A self-hosted OpenAI-compatible server needs some key for the client library; providers
+        # read theirs (OPENAI_API_KEY, ...) from this process's environment through LiteLLM.
+        api_key = os.environ.get("AI_API_KEY") or ("no-key-needed" if api_base else None)
+        return cls(
+            model=settings.AI_MODEL,
+            api_base=api_base,
+            api_key=api_key,
+            timeout_s=settings.AI_REQUEST_TIMEOUT_S,
+            stream=os.environ.get("AI_STREAM", "1") not in {"0", "false", "no"},
+        )
+
+
+def _context(job_id: int) -> dict[str, object]:
+    info = activity.info()
+    return {"job_id": job_id, "workflow_id": info.workflow_id, "attempt": info.attempt}
+
+
+class AiActivities:
+    def __init__(
+        self,
+        llm: LlmConfig,
+        *,
+        partial_interval_s: float = 0.25,
+        heartbeat_interval_s: float = 2.0,
+    ) -> None:
+        self.llm = llm
+        self.partial_interval_s = partial_interval_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+
+    @activity.defn(name="render_prompt")
+    @db_activity
+    def render_prompt(self, job_id: int) -> PromptSpec:
+        job = AiJob.objects.get(pk=job_id)
+        if job.status not in AiJob.ACTIVE_STATUSES:
+            raise ApplicationError(
+                f"This job is already {job.get_status_display().lower()}.",
+                type="job_finished",
+                non_retryable=True,
+            )
+        try:
+            rendered = services.prompts().render(job.template_key, job.prompt_payload)
+        except PromptError as exc:
+            raise ApplicationError(
+                f"The prompt template is broken: {exc}", type="prompt", non_retryable=True
+            ) from exc
+        services.mark_running(
+            job_id,
+            run_id=activity.info().workflow_run_id,
+            rendered_prompt=rendered.text,
+            template_version=rendered.version,
+        )
+        log.info("prompt rendered", extra=_context(job_id))
+        return PromptSpec(
+            prompt=rendered.text,
+            family=FAMILY_FOR_TEMPLATE.get(job.template_key, "chat"),
+            template_key=rendered.key,
+            template_version=rendered.version,
+        )
+
+    @activity.defn(name="call_llm")
+    async def call_llm(self, call: LlmCall) -> LlmResult:
+        info = activity.info()
+        await run_db(services.record_attempt, call.job_id, attempt=info.attempt)
+        page_number = await run_db(_page_number, call.job_id)
+        limits = GENERATION_LIMITS[call.family]
+        request = CompletionRequest(
+            model=self.llm.model,
+            prompt=call.prompt,
+            mode="completion" if call.family == "completion" else "chat",
+            api_base=self.llm.api_base,
+            api_key=self.llm.api_key,
+            max_tokens=limits["max_tokens"],
+            temperature=limits["temperature"],
+            stop=tuple(limits.get("stop", ())),
+            timeout_s=self.llm.timeout_s,
+        )
+        last_flush = 0.0
+
+        async def on_text(text: str) -> None:
+            nonlocal last_flush
+            activity.heartbeat()
+            now = time.monotonic()
+            if now - last_flush >= self.partial_interval_s:
+                last_flush = now
+                partial = clean_page_text(text, page_number=page_number, partial=True)
+                await run_db(services.record_partial, call.job_id, text=partial)
+
+        ticker = asyncio.create_task(self._heartbeat_while_waiting())
+        try:
+            completion = await complete(request, on_text=on_text if self.llm.stream else None)
+        except ProviderError as err:
+            log.warning("model call failed: %s", err.kind, extra=_context(call.job_id))
+            raise ApplicationError(
+                err.message,
+                type=err.kind,
+                non_retryable=not err.retryable,
+                next_retry_delay=(
+                    timedelta(seconds=err.retry_after_s) if err.retry_after_s else None
+                ),
+            ) from None  # the provider's exception may quote request details; keep it out
+        finally:
+            ticker.cancel()
+        text = clean_page_text(completion.text, page_number=page_number)
+        if not text:
+            raise ApplicationError("The model returned no usable text.", type="empty")
+        cost = completion.cost_usd.quantize(Decimal("0.0001"))
+        await run_db(
+            services.record_completion,
+            call.job_id,
+            text=text,
+            model=completion.model or self.llm.model,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            total_tokens=completion.total_tokens,
+            cost_usd=cost,
+        )
+        log.info("model answered", extra=_context(call.job_id))
+        return LlmResult(
+            text=text,
+            model=completion.model or self.llm.model,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            total_tokens=completion.total_tokens,
+            cost_usd=str(cost),
+        )
+
+    async def _heartbeat_while_waiting(self) -> None:
+        # Heartbeats carry cancellation to this activity and let Temporal notice a dead worker
+        # long before the start-to-close timeout, also while the model has not sent a token.
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(self.heartbeat_interval_s)
+
+    @activity.defn(name="fail_job")
+    @db_activity
+    def fail_job(self, failure: JobFailure) -> None:
+        services.mark_failed(failure.job_id, message=failure.message, kind=failure.kind)
+        log.info("job failed: %s", failure.kind, extra=_context(failure.job_id))
+
+    @activity.defn(name="cancel_job")
+    @db_activity
+    def cancel_job(self, job_id: int) -> None:
+        services.mark_cancelled(job_id, reason="Generation was stopped.")
+        log.info("job cancelled", extra=_context(job_id))
+
+    def all(self) -> list[object]:
+        return [self.render_prompt, self.call_llm, self.fail_job, self.cancel_job]
+
+
+def _page_number(job_id: int) -> int:
+    payload = AiJob.objects.values_list("prompt_payload", flat=True).get(pk=job_id)
+    return int(payload.get("page_number") or 1)

