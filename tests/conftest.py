@@ -38,7 +38,8 @@ def story(user):
 
 
 @pytest.fixture
-def page(story):
+def story_page(story):
+    """A blank page of `story` (not `page`: that name is Playwright's browser page)."""
     return PageFactory(story=story, content="")
 
 
