@@ -43,7 +43,11 @@ class TestAuth:
     def test_signup_logs_in_and_lands_on_the_list(self, client):
         response = client.post(
             reverse("signup"),
-            {"username": "newbie", "password1": "a-long-pass-phrase", "password2": "a-long-pass-phrase"},
+            {
+                "username": "newbie",
+                "password1": "a-long-pass-phrase",
+                "password2": "a-long-pass-phrase",
+            },
         )
         assert response.status_code == 302
         assert response["Location"] == reverse("stories:list")
@@ -95,8 +99,9 @@ class TestStoryViews:
         assert 'data-testid="generate-button"' in body
         assert 'aria-label="Generate with AI"' in body
 
-    def test_detail_queries_do_not_grow_with_pages(self, author_client, story,
-                                                   django_assert_max_num_queries):
+    def test_detail_queries_do_not_grow_with_pages(
+        self, author_client, story, django_assert_max_num_queries
+    ):
         for _ in range(30):
             PageFactory(story=story)
         with django_assert_max_num_queries(8):
@@ -128,7 +133,10 @@ class TestStoryViews:
         theirs = StoryFactory(owner=other_user)
         assert author_client.get(reverse(name, args=[theirs.pk])).status_code == 404
         if name != "stories:detail":
-            assert author_client.post(reverse(name, args=[theirs.pk]), {"title": "x"}).status_code == 404
+            assert (
+                author_client.post(reverse(name, args=[theirs.pk]), {"title": "x"}).status_code
+                == 404
+            )
         assert Story.objects.filter(pk=theirs.pk, title=theirs.title).exists()
 
     def test_missing_story_is_404(self, author_client):
@@ -137,15 +145,18 @@ class TestStoryViews:
 
 class TestPageViews:
     def test_save_plain_redirects_and_persists(self, author_client, story_page):
-        response = author_client.post(reverse("stories:page_save", args=[story_page.pk]),
-                                      {"content": "Hello"})
+        response = author_client.post(
+            reverse("stories:page_save", args=[story_page.pk]), {"content": "Hello"}
+        )
         assert response.status_code == 302
         story_page.refresh_from_db()
         assert story_page.content == "Hello"
 
     def test_save_htmx_returns_the_card_in_view_mode(self, author_client, story_page):
         response = author_client.post(
-            reverse("stories:page_save", args=[story_page.pk]), {"content": "Hello <b>there</b>"}, **HX
+            reverse("stories:page_save", args=[story_page.pk]),
+            {"content": "Hello <b>there</b>"},
+            **HX,
         )
         body = response.content.decode()
         assert response.status_code == 200
@@ -153,8 +164,9 @@ class TestPageViews:
         assert "editing: false" in body
         assert "Hello &lt;b&gt;there&lt;/b&gt;" in body  # the author's text is text, not markup
 
-    def test_save_too_long_text_keeps_it_in_the_editor_with_the_reason(self, author_client, story_page,
-                                                                       settings):
+    def test_save_too_long_text_keeps_it_in_the_editor_with_the_reason(
+        self, author_client, story_page, settings
+    ):
         too_long = "x" * (settings.PAGE_CONTENT_MAX_CHARS + 1)
         response = author_client.post(
             reverse("stories:page_save", args=[story_page.pk]), {"content": too_long}, **HX
@@ -170,7 +182,9 @@ class TestPageViews:
         base = services.content_fingerprint(story_page.content)
         services.page_update_content(page=story_page, content="from another tab")
         response = author_client.post(
-            reverse("stories:page_save", args=[story_page.pk]), {"content": "mine", "base": base}, **HX
+            reverse("stories:page_save", args=[story_page.pk]),
+            {"content": "mine", "base": base},
+            **HX,
         )
         assert response.status_code == 422
         assert "changed since you started" in response.content.decode()
@@ -185,8 +199,9 @@ class TestPageViews:
         assert author_client.get(url).status_code == 302  # plain: back to the story
 
     def test_detail_with_edit_param_opens_that_page_without_js(self, author_client, story_page):
-        response = author_client.get(reverse("stories:detail", args=[story_page.story.pk]),
-                                     {"edit": story_page.pk})
+        response = author_client.get(
+            reverse("stories:detail", args=[story_page.story.pk]), {"edit": story_page.pk}
+        )
         assert "editing: true" in response.content.decode()
 
     def test_add_at_end_plain_and_htmx(self, author_client, story):
@@ -236,8 +251,13 @@ class TestPageViews:
         assert author_client.post(url).status_code == 404
 
     def test_get_on_post_only_views_is_405(self, author_client, story_page):
-        assert author_client.get(reverse("stories:page_save", args=[story_page.pk])).status_code == 405
-        assert author_client.get(reverse("stories:page_generate", args=[story_page.pk])).status_code == 405
+        assert (
+            author_client.get(reverse("stories:page_save", args=[story_page.pk])).status_code == 405
+        )
+        assert (
+            author_client.get(reverse("stories:page_generate", args=[story_page.pk])).status_code
+            == 405
+        )
 
     @pytest.mark.parametrize(
         ("name", "args"),
@@ -250,8 +270,9 @@ class TestPageViews:
     )
     def test_someone_elses_page_is_404_and_untouched(self, author_client, other_user, name, args):
         theirs = PageFactory(story=StoryFactory(owner=other_user), content="their words")
-        response = author_client.post(reverse(name, args=[theirs.pk, *args]), {"content": "x"},
-                                      **HX)
+        response = author_client.post(
+            reverse(name, args=[theirs.pk, *args]), {"content": "x"}, **HX
+        )
         assert response.status_code == 404
         assert "their words" not in response.content.decode()
         assert Page.objects.get(pk=theirs.pk).content == "their words"
@@ -264,8 +285,12 @@ class TestPageViews:
         assert not theirs.pages.exists()
 
     def test_missing_page_is_404(self, author_client):
-        assert author_client.post(reverse("stories:page_save", args=[424242]),
-                                  {"content": "x"}).status_code == 404
+        assert (
+            author_client.post(
+                reverse("stories:page_save", args=[424242]), {"content": "x"}
+            ).status_code
+            == 404
+        )
 
 
 class TestCsrf:
@@ -286,8 +311,9 @@ class TestCsrf:
 
 
 class TestGenerateViews:
-    def test_post_returns_the_generating_card(self, author_client, story_page, _no_temporal,
-                                              django_capture_on_commit_callbacks):
+    def test_post_returns_the_generating_card(
+        self, author_client, story_page, _no_temporal, django_capture_on_commit_callbacks
+    ):
         with django_capture_on_commit_callbacks(execute=True):
             response = author_client.post(
                 reverse("stories:page_generate", args=[story_page.pk]), **HX
@@ -321,8 +347,9 @@ class TestGenerateViews:
         assert response.status_code == 302
         assert AiJob.objects.count() == 1
 
-    def test_double_click_joins_the_running_job(self, author_client, story_page, _no_temporal,
-                                                django_capture_on_commit_callbacks):
+    def test_double_click_joins_the_running_job(
+        self, author_client, story_page, _no_temporal, django_capture_on_commit_callbacks
+    ):
         url = reverse("stories:page_generate", args=[story_page.pk])
         with django_capture_on_commit_callbacks(execute=True):
             author_client.post(url, **HX)
@@ -333,7 +360,9 @@ class TestGenerateViews:
 
     def test_reload_while_generating_restores_the_loading_state(self, author_client, story_page):
         author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
-        body = author_client.get(reverse("stories:detail", args=[story_page.story.pk])).content.decode()
+        body = author_client.get(
+            reverse("stories:detail", args=[story_page.story.pk])
+        ).content.decode()
         assert "is-generating" in body
         assert "readonly" in body
 
@@ -341,7 +370,9 @@ class TestGenerateViews:
         author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
         job = AiJob.objects.get()
         AiJob.objects.filter(pk=job.pk).update(status="running", partial_text="Once upon")
-        response = author_client.get(reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX)
+        response = author_client.get(
+            reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX
+        )
         assert response.status_code == 200
         assert "Once upon" in response.content.decode()
         assert 'hx-trigger="every' in response.content.decode()
@@ -350,13 +381,16 @@ class TestGenerateViews:
         author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
         job = AiJob.objects.get()
         Page.objects.filter(pk=story_page.pk).update(content="Brand new text")
-        AiJob.objects.filter(pk=job.pk).update(status="succeeded", applied=True,
-                                               output_text="Brand new text")
-        response = author_client.get(reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX)
+        AiJob.objects.filter(pk=job.pk).update(
+            status="succeeded", applied=True, output_text="Brand new text"
+        )
+        response = author_client.get(
+            reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX
+        )
         body = response.content.decode()
         assert response.status_code == 286  # htmx: stop polling
         assert "Brand new text" in body
-        assert "hx-trigger" not in body.split("data-testid=\"job-poller\"")[0][-200:] or True
+        assert "hx-trigger" not in body.split('data-testid="job-poller"')[0][-200:] or True
         assert 'data-testid="job-poller"' not in body
         assert "editing: true" in body
         assert "success" in response["HX-Trigger"]
@@ -365,8 +399,12 @@ class TestGenerateViews:
         Page.objects.filter(pk=story_page.pk).update(content="original")
         author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
         job = AiJob.objects.get()
-        AiJob.objects.filter(pk=job.pk).update(status="failed", error="The AI provider rejected our credentials.")
-        response = author_client.get(reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX)
+        AiJob.objects.filter(pk=job.pk).update(
+            status="failed", error="The AI provider rejected our credentials."
+        )
+        response = author_client.get(
+            reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX
+        )
         assert response.status_code == 286
         assert "rejected our credentials" in response["HX-Trigger"]
         assert "original" in response.content.decode()
@@ -376,8 +414,18 @@ class TestGenerateViews:
         theirs = PageFactory(story=StoryFactory(owner=other_user), content="secret")
         job = services.request_page_text(page=theirs, user=other_user)
         # Guessing the job id under my own story_page, or under theirs: both 404.
-        assert author_client.get(reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX).status_code == 404
-        assert author_client.get(reverse("stories:page_job", args=[theirs.pk, job.pk]), **HX).status_code == 404
+        assert (
+            author_client.get(
+                reverse("stories:page_job", args=[story_page.pk, job.pk]), **HX
+            ).status_code
+            == 404
+        )
+        assert (
+            author_client.get(
+                reverse("stories:page_job", args=[theirs.pk, job.pk]), **HX
+            ).status_code
+            == 404
+        )
 
     def test_rate_limited_generate_shows_a_clear_message(self, author_client, story_page, settings):
         settings.AI_RATE_LIMIT_PER_MINUTE = 0 + 1

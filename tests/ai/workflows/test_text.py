@@ -43,8 +43,12 @@ class Fakes:
         @activity.defn(name="render_prompt")
         async def render_prompt(job_id: int) -> PromptSpec:
             self.calls.append("render_prompt")
-            return PromptSpec(prompt=f"prompt for {job_id}", family="chat",
-                              template_key="page_content", template_version="1")
+            return PromptSpec(
+                prompt=f"prompt for {job_id}",
+                family="chat",
+                template_key="page_content",
+                template_version="1",
+            )
 
         @activity.defn(name="call_llm")
         async def call_llm(call: LlmCall) -> LlmResult:
@@ -58,8 +62,14 @@ class Fakes:
                 activity.heartbeat()
                 await asyncio.sleep(0.05)
                 waited += 0.05
-            return LlmResult(text=f"text from {call.prompt}", model="fake", prompt_tokens=3,
-                             completion_tokens=4, total_tokens=7, cost_usd="0.0000")
+            return LlmResult(
+                text=f"text from {call.prompt}",
+                model="fake",
+                prompt_tokens=3,
+                completion_tokens=4,
+                total_tokens=7,
+                cost_usd="0.0000",
+            )
 
         @activity.defn(name="attach_page_text")
         async def attach(inp: AttachInput) -> AttachResult:
@@ -85,8 +95,9 @@ FAST = StepTimeouts(llm_heartbeat_s=2.0, llm_schedule_to_close_s=30.0)
 
 async def _run(client, fakes: Fakes, inp: GenerateTextInput, *, cancel_after_start=False):
     queue = f"wf-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=queue, workflows=[GenerateText],
-                      activities=fakes.activities()):
+    async with Worker(
+        client, task_queue=queue, workflows=[GenerateText], activities=fakes.activities()
+    ):
         handle = await client.start_workflow(
             GenerateText.run, inp, id=f"wf-test-{uuid.uuid4().hex[:8]}", task_queue=queue
         )
@@ -102,8 +113,9 @@ async def _run(client, fakes: Fakes, inp: GenerateTextInput, *, cancel_after_sta
 @pytest.mark.parametrize("local_steps", [True, False])
 def test_renders_calls_and_attaches_in_order(temporal, local_steps):
     fakes = Fakes()
-    inp = GenerateTextInput(job_id=7, attach_activity="attach_page_text",
-                            local_steps=local_steps, timeouts=FAST)
+    inp = GenerateTextInput(
+        job_id=7, attach_activity="attach_page_text", local_steps=local_steps, timeouts=FAST
+    )
     result, _ = temporal.run(_run(temporal.client, fakes, inp))
     assert result == GenerateTextResult(job_id=7, applied=True, total_tokens=7)
     assert fakes.calls == ["render_prompt", "call_llm#1", "attach_page_text"]
@@ -111,30 +123,41 @@ def test_renders_calls_and_attaches_in_order(temporal, local_steps):
 
 
 def test_retryable_llm_errors_are_retried_by_temporal(temporal):
-    fakes = Fakes(llm_failures=[
-        ApplicationError("busy", type="server_error"),
-        ApplicationError("busy", type="server_error"),
-    ])
+    fakes = Fakes(
+        llm_failures=[
+            ApplicationError("busy", type="server_error"),
+            ApplicationError("busy", type="server_error"),
+        ]
+    )
     inp = GenerateTextInput(job_id=8, attach_activity="attach_page_text", timeouts=FAST)
     result, _ = temporal.run(_run(temporal.client, fakes, inp), timeout=60)
     assert isinstance(result, GenerateTextResult)
-    assert fakes.calls == ["render_prompt", "call_llm#1", "call_llm#2", "call_llm#3",
-                           "attach_page_text"]
+    assert fakes.calls == [
+        "render_prompt",
+        "call_llm#1",
+        "call_llm#2",
+        "call_llm#3",
+        "attach_page_text",
+    ]
 
 
 def test_non_retryable_error_fails_fast_and_records_a_human_message(temporal):
-    fakes = Fakes(llm_failures=[
-        ApplicationError("The AI provider rejected our credentials.", type="auth",
-                         non_retryable=True),
-    ])
+    fakes = Fakes(
+        llm_failures=[
+            ApplicationError(
+                "The AI provider rejected our credentials.", type="auth", non_retryable=True
+            ),
+        ]
+    )
     inp = GenerateTextInput(job_id=9, attach_activity="attach_page_text", timeouts=FAST)
     result, _ = temporal.run(_run(temporal.client, fakes, inp))
     assert isinstance(result, WorkflowFailureError)
     assert isinstance(result.cause, ApplicationError)
     assert result.cause.type == "auth"
     assert fakes.calls == ["render_prompt", "call_llm#1", "fail_job"]
-    assert fakes.failures == [JobFailure(job_id=9, message="The AI provider rejected our "
-                                         "credentials.", kind="auth")]
+    assert fakes.failures == [
+        JobFailure(job_id=9, message="The AI provider rejected our credentials.", kind="auth")
+    ]
     assert fakes.attached == []
 
 
@@ -149,13 +172,19 @@ def test_attach_activity_name_comes_from_the_input(temporal):
 
     async def scenario():
         queue = f"wf-{uuid.uuid4().hex[:8]}"
-        async with Worker(temporal.client, task_queue=queue, workflows=[GenerateText],
-                          activities=[*fakes.activities(), other_attach]):
+        async with Worker(
+            temporal.client,
+            task_queue=queue,
+            workflows=[GenerateText],
+            activities=[*fakes.activities(), other_attach],
+        ):
             return await temporal.client.execute_workflow(
                 GenerateText.run,
-                GenerateTextInput(job_id=10, attach_activity="attach_to_something_else",
-                                  timeouts=FAST),
-                id=f"wf-test-{uuid.uuid4().hex[:8]}", task_queue=queue,
+                GenerateTextInput(
+                    job_id=10, attach_activity="attach_to_something_else", timeouts=FAST
+                ),
+                id=f"wf-test-{uuid.uuid4().hex[:8]}",
+                task_queue=queue,
             )
 
     result = temporal.run(scenario())
