@@ -125,7 +125,7 @@ class AiActivities:
             now = time.monotonic()
             if now - last_flush >= self.partial_interval_s:
                 last_flush = now
-                partial = clean_page_text(text, page_number=page_number, partial=True)
+                partial = clean_page_text(text, page_number=page_number)
                 await run_db(services.record_partial, call.job_id, text=partial)
 
         ticker = asyncio.create_task(self._heartbeat_while_waiting())

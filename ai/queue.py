@@ -13,12 +13,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from ai import services
 from ai.models import AiJob
-from ai.temporal import bridge
+from ai.temporal import TemporalUnavailable, bridge
 from ai.workflows.text import GenerateText
 from ai.workflows.types import (
     AI_JOB_ID,
@@ -38,15 +39,15 @@ LOCAL_STEPS: bool = True
 
 
 def search_attributes(job: AiJob) -> TypedSearchAttributes:
-    pairs = [
-        AI_JOB_ID.value_set(job.pk),
-        AI_JOB_TYPE.value_set(job.job_type),
-        AI_JOB_STATUS.value_set("queued"),
+    pairs: list[SearchAttributePair] = [
+        SearchAttributePair(AI_JOB_ID, job.pk),
+        SearchAttributePair(AI_JOB_TYPE, job.job_type),
+        SearchAttributePair(AI_JOB_STATUS, "queued"),
     ]
     if "story_id" in job.labels:
-        pairs.append(STORY_ID.value_set(int(job.labels["story_id"])))
+        pairs.append(SearchAttributePair(STORY_ID, int(job.labels["story_id"])))
     if "page_id" in job.labels:
-        pairs.append(PAGE_ID.value_set(int(job.labels["page_id"])))
+        pairs.append(SearchAttributePair(PAGE_ID, int(job.labels["page_id"])))
     return TypedSearchAttributes(pairs)
 
 
@@ -95,9 +96,15 @@ def queue_ai_job(job_id: int) -> bool:
         run_id = bridge.run(start(), timeout=settings.TEMPORAL_START_TIMEOUT_S)
     except (FutureTimeout, TimeoutError):
         reason = f"Temporal did not answer within {settings.TEMPORAL_START_TIMEOUT_S:g}s"
-    except Exception as exc:  # noqa: BLE001 - any failure leaves the job queued for the reconciler
+    except TemporalUnavailable as exc:
+        reason = f"Temporal unreachable at {exc}"
+    except RPCError as exc:
         bridge.forget_client()
-        reason = f"Temporal unreachable: {exc.__class__.__name__}: {exc}"
+        reason = f"Temporal unreachable: {exc.status.name}: {exc.message}"
+    except Exception as exc:
+        bridge.forget_client()
+        reason = f"Could not start the workflow: {exc.__class__.__name__}: {exc}"
+        log.exception("workflow start failed", extra=extra)
     else:
         services.mark_queued(job.pk, run_id=run_id)
         log.info("workflow started", extra={**extra, "run_id": run_id})

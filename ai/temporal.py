@@ -20,6 +20,10 @@ from temporalio.client import Client, TLSConfig
 T = TypeVar("T")
 
 
+class TemporalUnavailable(Exception):
+    """The Temporal frontend could not be reached (down, wrong address, TLS refused)."""
+
+
 def tls_config() -> TLSConfig | bool:
     cert, key = settings.TEMPORAL_TLS_CERT, settings.TEMPORAL_TLS_KEY
     if cert and key:
@@ -68,7 +72,10 @@ class Bridge:
         key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE)
         async with self._client_lock:
             if self._client is None or self._client_key != key:
-                self._client = await connect()
+                try:
+                    self._client = await connect()
+                except RuntimeError as exc:  # the SDK's core raises RuntimeError on connect
+                    raise TemporalUnavailable(f"{key[0]}: {exc}") from exc
                 self._client_key = key
             return self._client
 

@@ -2,6 +2,7 @@
 the defaults are the embedded local stack `make run` starts (SQLite, dev Temporal, local model).
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -80,8 +81,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not memory: the worker runs in other threads and, in the crash tests, another process.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+# Test databases are named per test run, so runs side by side (a developer's and an editor's
+# test-on-save) never share one. For SQLite it is a file, not memory: the worker runs in other
+# threads and, in the crash tests, in another process.
+_TEST_RUN = env_str("STORY_SPROUT_TEST_RUN", str(os.getpid()))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{_TEST_RUN}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_TEST_RUN}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -114,7 +114,7 @@ def make_stack(
     transactional_db, temporal: TemporalHarness, fake_llm: FakeLLMServer, settings, llm_config
 ) -> Iterator[Callable[..., Stack]]:
     """Start a real worker (production wiring) on a fresh task queue for this test."""
-    from temporal_worker.worker import build_worker
+    from temporal_worker.worker import WorkerOptions, build_worker
 
     settings.TEMPORAL_ADDRESS = temporal.address
     settings.TEMPORAL_TASK_QUEUE = f"test-{uuid.uuid4().hex[:10]}"
@@ -127,7 +127,10 @@ def make_stack(
     def start(config=None) -> Stack:
         cm = temporal.running(
             lambda client: build_worker(
-                client, task_queue=settings.TEMPORAL_TASK_QUEUE, llm=config or llm_config
+                client,
+                task_queue=settings.TEMPORAL_TASK_QUEUE,
+                llm=config or llm_config,
+                options=WorkerOptions(graceful_shutdown_s=1.0),
             )
         )
         cm.__enter__()

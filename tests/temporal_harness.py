@@ -99,3 +99,20 @@ class TemporalHarness:
 
     def result(self, workflow_id: str, timeout: float = 60.0) -> Any:
         return self.run(self.client.get_workflow_handle(workflow_id).result(), timeout=timeout)
+
+
+def activity_steps(events: list[dict[str, Any]]) -> list[str]:
+    """Activity types in history order: scheduled activities and local-activity markers."""
+    import base64
+    import json
+
+    steps = []
+    for event in events:
+        scheduled = event.get("activityTaskScheduledEventAttributes")
+        if scheduled:
+            steps.append(scheduled["activityType"]["name"])
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and marker.get("markerName") == "core_local_activity":
+            data = marker["details"]["data"]["payloads"][0]["data"]
+            steps.append(json.loads(base64.b64decode(data))["activity_type"])
+    return steps
