@@ -24,7 +24,15 @@ class AiJob(models.Model):
     class JobType(models.TextChoices):
         PAGE_TEXT = "page_text_generation", "Page text generation"
 
+    class ApplyMode(models.TextChoices):
+        REPLACE = "replace", "Replace the text"
+        SUGGEST = "suggest", "Offer as an alternative"
+
     job_type = models.CharField(max_length=40, choices=JobType.choices)
+    # "suggest": a "Try again" version kept beside the current text until the author picks it.
+    apply_mode = models.CharField(
+        max_length=10, choices=ApplyMode.choices, default=ApplyMode.REPLACE
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
 
     # What the job writes to, without `ai` knowing the model: `stories` names it.
@@ -53,6 +61,9 @@ class AiJob(models.Model):
     prompt_payload = models.JSONField(default=dict, blank=True)
     rendered_prompt = models.TextField(blank=True)
     previous_content = models.TextField(blank=True)
+    # What the page held right before this job's text went in (at attach, or when picked):
+    # what "Undo" puts back.
+    replaced_content = models.TextField(blank=True)
 
     output_text = models.TextField(blank=True)
     partial_text = models.TextField(blank=True)
@@ -76,6 +87,12 @@ class AiJob(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The author pressed Stop: from then on nothing may be attached, even by a late activity.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The author undid this AI write (the page got previous_content back); once only.
+    undone_at = models.DateTimeField(null=True, blank=True)
+    # The author chose this version (a suggestion or an alternative) for the page.
+    picked_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -47,6 +47,7 @@ class JobRequest:
     previous_content: str
     attach_activity: str
     labels: dict[str, int]
+    apply_mode: str = AiJob.ApplyMode.REPLACE
 
 
 def prompts():
@@ -106,6 +107,7 @@ def create_job(request: JobRequest, *, retry_of: AiJob | None = None) -> tuple[A
         model_name=settings.AI_MODEL,
         prompt_payload=request.prompt_payload,
         previous_content=request.previous_content,
+        apply_mode=request.apply_mode,
     )
     try:
         with transaction.atomic():  # a savepoint: losing the race must not poison the caller
@@ -206,7 +208,9 @@ def record_completion(
     )
 
 
-def mark_succeeded(job: AiJob, *, applied: bool, note: str = "") -> None:
+def mark_succeeded(
+    job: AiJob, *, applied: bool, note: str = "", replaced_content: str = ""
+) -> None:
     """Called by the attach activity inside its transaction, with the job row locked, so the
     target's new text and "succeeded" are committed together or not at all."""
     if job.status != Status.RUNNING:
@@ -214,8 +218,46 @@ def mark_succeeded(job: AiJob, *, applied: bool, note: str = "") -> None:
     job.status = Status.SUCCEEDED
     job.applied = applied
     job.error = note
+    job.replaced_content = replaced_content
     job.completed_at = timezone.now()
-    job.save(update_fields=["status", "applied", "error", "completed_at", "updated_at"])
+    job.save(
+        update_fields=[
+            "status",
+            "applied",
+            "error",
+            "replaced_content",
+            "completed_at",
+            "updated_at",
+        ]
+    )
+
+
+@transaction.atomic
+def request_cancel(job_id: int) -> AiJob:
+    """Record the author's Stop before asking Temporal to cancel: from now on the attach step
+    refuses to write, even if it was already running when the cancellation arrived."""
+    job = _locked(job_id)
+    if job.status in AiJob.ACTIVE_STATUSES and job.cancel_requested_at is None:
+        job.cancel_requested_at = timezone.now()
+        job.save(update_fields=["cancel_requested_at", "updated_at"])
+    return job
+
+
+def mark_undone(job: AiJob) -> None:
+    """With the job row locked by the caller, inside the transaction that restores the text."""
+    if job.undone_at is not None:
+        raise InvalidTransition("This AI text was already undone.")
+    job.undone_at = timezone.now()
+    job.save(update_fields=["undone_at", "updated_at"])
+
+
+def mark_picked(job: AiJob, *, replaced_content: str) -> None:
+    """The author chose this job's suggestion; locked by the caller like mark_undone."""
+    job.applied = True
+    job.picked_at = timezone.now()
+    job.replaced_content = replaced_content
+    job.undone_at = None
+    job.save(update_fields=["applied", "picked_at", "replaced_content", "undone_at", "updated_at"])
 
 
 @transaction.atomic
@@ -223,6 +265,13 @@ def mark_failed(job_id: int, *, message: str, kind: str) -> None:
     job = _locked(job_id)
     if job.status in AiJob.FINISHED_STATUSES:
         return  # already recorded (a retried activity)
+    if job.cancel_requested_at is not None:
+        # The failure is the author's Stop reaching a late step: record it as what it was.
+        job.status = Status.CANCELLED
+        job.error = "Generation was stopped."
+        job.completed_at = timezone.now()
+        job.save(update_fields=["status", "error", "completed_at", "updated_at"])
+        return
     job.status = Status.FAILED
     job.error = message
     job.error_kind = kind[:40]

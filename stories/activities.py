@@ -17,6 +17,7 @@ from stories.models import Page
 
 log = logging.getLogger(__name__)
 
+ALTERNATIVE = "Another version, kept beside the page's text until the author picks one."
 KEPT_AUTHOR_TEXT = (
     "The page was edited while the AI was writing, so the author's text was kept; "
     "the AI text is offered as a suggestion."
@@ -38,6 +39,12 @@ def attach_page_text(inp: AttachInput) -> AttachResult:
                 type="job_finished",
                 non_retryable=True,
             )
+        if job.cancel_requested_at is not None:
+            raise ApplicationError(
+                "Generation was stopped; nothing was attached.",
+                type="cancel_requested",
+                non_retryable=True,
+            )
         page = Page.objects.select_for_update().filter(pk=job.target_object_id).first()
         if page is None:
             raise ApplicationError(
@@ -45,12 +52,16 @@ def attach_page_text(inp: AttachInput) -> AttachResult:
                 type="target_deleted",
                 non_retryable=True,
             )
+        if job.apply_mode == AiJob.ApplyMode.SUGGEST:
+            ai_services.mark_succeeded(job, applied=False, note=ALTERNATIVE)
+            return AttachResult(applied=False, note=ALTERNATIVE)
         if page.content != job.previous_content:
             ai_services.mark_succeeded(job, applied=False, note=KEPT_AUTHOR_TEXT)
             log.info("author text kept; AI text left as suggestion", extra={"job_id": job.pk})
             return AttachResult(applied=False, note=KEPT_AUTHOR_TEXT)
+        replaced = page.content
         page.content = inp.text[: settings.PAGE_CONTENT_MAX_CHARS]
         page.save(update_fields=["content", "updated_at"])
-        ai_services.mark_succeeded(job, applied=True)
+        ai_services.mark_succeeded(job, applied=True, replaced_content=replaced)
     log.info("text attached", extra={"job_id": job.pk, "page_id": page.pk})
     return AttachResult(applied=True)

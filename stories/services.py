@@ -167,11 +167,13 @@ def page_prompt_context(*, story: Story, page: Page) -> dict[str, object]:
     }
 
 
-def request_page_text(*, page: Page, user: AbstractBaseUser) -> AiJob:
+def request_page_text(*, page: Page, user: AbstractBaseUser, alternative: bool = False) -> AiJob:
     """Ask the AI to write (blank page) or revise (page with text) this page.
 
     Writes a pending AiJob and starts its Temporal workflow once the transaction commits; a
-    second request while one is active joins it. The page itself is not touched here."""
+    second request while one is active joins it. The page itself is not touched here.
+    `alternative` ("Try again") asks the same question as the page's last AI write and keeps
+    the answer beside the current text until the author picks one."""
     from ai.queue import queue_ai_job  # Temporal client code: loaded when first needed
 
     with transaction.atomic():
@@ -179,17 +181,75 @@ def request_page_text(*, page: Page, user: AbstractBaseUser) -> AiJob:
         if story.owner_id != user.pk:
             raise PermissionDenied("Only the story's owner can generate its pages.")
         page = Page.objects.get(pk=page.pk)
+        payload = page_prompt_context(story=story, page=page)
+        if alternative:
+            last = (
+                ai_services.jobs_for(Page, [page.pk])
+                .filter(status=AiJob.Status.SUCCEEDED, applied=True)
+                .order_by("-completed_at")
+                .first()
+            )
+            if last is not None:
+                # Same ask as the version on the page, with today's neighbouring pages.
+                payload = {
+                    **payload,
+                    "current_content": last.prompt_payload["current_content"],
+                    "mode": last.prompt_payload["mode"],
+                }
         job, created = ai_services.create_job(
             ai_services.JobRequest(
                 target=page,
                 job_type=AiJob.JobType.PAGE_TEXT,
                 requested_by=user,
-                prompt_payload=page_prompt_context(story=story, page=page),
+                prompt_payload=payload,
                 previous_content=page.content,
                 attach_activity="attach_page_text",
                 labels={"story_id": story.pk, "page_id": page.pk},
+                apply_mode=AiJob.ApplyMode.SUGGEST if alternative else AiJob.ApplyMode.REPLACE,
             )
         )
         if created:
             transaction.on_commit(functools.partial(queue_ai_job, job.pk))
     return job
+
+
+def _page_job(page: Page, job_id: int) -> tuple[Page, AiJob]:
+    page = Page.objects.select_for_update().get(pk=page.pk)
+    job = ai_services.jobs_for(Page, [page.pk]).select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise ValidationError("That AI version does not belong to this page.")
+    return page, job
+
+
+@transaction.atomic
+def page_undo_ai(*, page: Page, job_id: int) -> Page:
+    """Put back the text the page had before this AI write. Once, and only while the AI text
+    is still what the page holds: undoing over the author's later edits would lose them."""
+    page, job = _page_job(page, job_id)
+    if not job.applied or job.undone_at is not None:
+        raise ValidationError("There is no AI change to undo here.")
+    if page.content != job.output_text:
+        raise ValidationError(
+            "The page changed since the AI wrote it, so undo would lose your edits. "
+            "Edit the text by hand instead."
+        )
+    page.content = job.replaced_content
+    page.save(update_fields=["content", "updated_at"])
+    ai_services.mark_undone(job)
+    _touch(page.story)
+    return page
+
+
+@transaction.atomic
+def page_pick_version(*, page: Page, job_id: int) -> Page:
+    """Use an AI version that was kept aside (a "Try again" alternative, or text the AI wrote
+    while the author was editing). The text it replaces stays on the job, so Undo brings it back."""
+    page, job = _page_job(page, job_id)
+    if job.status != AiJob.Status.SUCCEEDED or job.applied or not job.output_text:
+        raise ValidationError("That version is not available to pick.")
+    replaced = page.content
+    page.content = _clean_content(job.output_text)
+    page.save(update_fields=["content", "updated_at"])
+    ai_services.mark_picked(job, replaced_content=replaced)
+    _touch(page.story)
+    return page

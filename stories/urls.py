@@ -15,5 +15,9 @@ urlpatterns = [
     path("pages/<int:page_id>/delete/", views.page_delete, name="page_delete"),
     path("pages/<int:page_id>/move/<str:direction>/", views.page_move, name="page_move"),
     path("pages/<int:page_id>/generate/", views.page_generate, name="page_generate"),
+    path("pages/<int:page_id>/try-again/", views.page_try_again, name="page_try_again"),
     path("pages/<int:page_id>/jobs/<int:job_id>/", views.page_job, name="page_job"),
+    path("pages/<int:page_id>/jobs/<int:job_id>/stop/", views.page_stop, name="page_stop"),
+    path("pages/<int:page_id>/jobs/<int:job_id>/undo/", views.page_undo, name="page_undo"),
+    path("pages/<int:page_id>/jobs/<int:job_id>/pick/", views.page_pick, name="page_pick"),
 ]

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from ai import services as ai_services
 from ai.models import AiJob
+from ai.operations import cancel_job
 from stories import selectors, services
 from stories.forms import PageContentForm, StoryForm
 from stories.models import Page, Story
@@ -60,30 +61,44 @@ def story_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+HISTORY_SIZE = 8
+
+
+def _jobs_by_page(pages: list[Page]) -> dict[int, list[AiJob]]:
+    jobs_by_page: dict[int, list[AiJob]] = {}
+    jobs = (
+        ai_services.jobs_for(Page, [p.pk for p in pages])
+        .defer("prompt_payload", "rendered_prompt")  # the card never shows them
+        .order_by("-created_at", "-id")
+    )
+    for job in jobs:
+        jobs_by_page.setdefault(job.target_object_id, []).append(job)
+    return jobs_by_page
+
+
 def _page_cards(story: Story, edit_id: int | None = None) -> list[dict[str, Any]]:
     """Every page with its generation state: three queries however many pages there are."""
     pages = list(selectors.pages_of(story))
-    jobs_by_page: dict[int, list[AiJob]] = {}
-    for job in ai_services.jobs_for(Page, [p.pk for p in pages]).order_by("-created_at"):
-        jobs_by_page.setdefault(job.target_object_id, []).append(job)
-    cards = []
-    for index, page in enumerate(pages):
-        jobs = jobs_by_page.get(page.pk, [])
-        cards.append(
-            _card(
-                page,
-                jobs[0] if jobs else None,
-                is_first=index == 0,
-                is_last=index == len(pages) - 1,
-                editing=page.pk == edit_id,
-            )
+    jobs_by_page = _jobs_by_page(pages)
+    return [
+        _card(
+            page,
+            jobs_by_page.get(page.pk, []),
+            is_first=index == 0,
+            is_last=index == len(pages) - 1,
+            editing=page.pk == edit_id,
         )
-    return cards
+        for index, page in enumerate(pages)
+    ]
+
+
+def _recent_jobs(page: Page) -> list[AiJob]:
+    return _jobs_by_page([page]).get(page.pk, [])
 
 
 def _card(
     page: Page,
-    job: AiJob | None,
+    jobs: list[AiJob],
     *,
     is_first: bool | None = None,
     is_last: bool | None = None,
@@ -91,11 +106,30 @@ def _card(
     focus: bool = False,
     form: PageContentForm | None = None,
 ) -> dict[str, Any]:
+    """What one page card shows, derived from the page and its jobs (newest first), so a
+    reload shows exactly the state the author left: generating, failed, undoable, alternatives."""
     if is_first is None or is_last is None:
         neighbours = page.story.pages
         is_first = not neighbours.filter(order__lt=page.order).exists()
         is_last = not neighbours.filter(order__gt=page.order).exists()
+    job = jobs[0] if jobs else None
     generating = job is not None and job.is_active
+    last_applied = next((j for j in jobs if j.applied), None)
+    undoable = (
+        last_applied
+        if last_applied
+        and last_applied.undone_at is None
+        and page.content == last_applied.output_text
+        else None
+    )
+    suggestions = [
+        j
+        for j in jobs
+        if j.status == AiJob.Status.SUCCEEDED
+        and j.applied is False
+        and j.output_text
+        and (last_applied is None or j.created_at > last_applied.created_at)
+    ][:3]
     return {
         "page": page,
         "job": job,
@@ -108,9 +142,11 @@ def _card(
         "max_chars": settings.PAGE_CONTENT_MAX_CHARS,
         "form": form,
         "content": form.data.get("content", page.content) if form is not None else page.content,
-        # A finished job the author has not seen superseded yet: shown on the card.
-        "suggestion": job if job and job.applied is False and job.output_text else None,
+        "undoable": None if generating else undoable,
+        "can_try_again": not generating and undoable is not None,
+        "suggestions": [] if generating else suggestions,
         "failed_job": job if job and job.status == AiJob.Status.FAILED else None,
+        "history": jobs[:HISTORY_SIZE],
     }
 
 
@@ -194,11 +230,7 @@ def page_card(request: HttpRequest, page_id: int) -> HttpResponse:
     if not request.htmx:
         suffix = f"?edit={page.pk}" if editing else ""
         return redirect(f"{page.story.get_absolute_url()}{suffix}#page-{page.pk}")
-    return _render_card(request, _card(page, _latest_job(page), editing=editing, focus=editing))
-
-
-def _latest_job(page: Page) -> AiJob | None:
-    return ai_services.jobs_for(Page, [page.pk]).order_by("-created_at").first()
+    return _render_card(request, _card(page, _recent_jobs(page), editing=editing, focus=editing))
 
 
 @login_required
@@ -217,14 +249,14 @@ def page_save(request: HttpRequest, page_id: int) -> HttpResponse:
             _apply_errors(form, exc)
     if form.errors:
         # The author's text comes back in the textarea with the reason: nothing is lost.
-        card = _card(page, _latest_job(page), form=form, focus=True)
+        card = _card(page, _recent_jobs(page), form=form, focus=True)
         if request.htmx:
             return _render_card(request, card, status=422)
         story = page.story
         cards = [card if c["page"].pk == page.pk else c for c in _page_cards(story)]
         return render(request, DETAIL, {"story": story, "cards": cards}, status=422)
     if request.htmx:
-        return _render_card(request, _card(page, _latest_job(page)))
+        return _render_card(request, _card(page, _recent_jobs(page)))
     return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
 
 
@@ -259,7 +291,7 @@ def page_move(request: HttpRequest, page_id: int, direction: str) -> HttpRespons
 
 @login_required
 @require_POST
-def page_generate(request: HttpRequest, page_id: int) -> HttpResponse:
+def page_generate(request: HttpRequest, page_id: int, alternative: bool = False) -> HttpResponse:
     page = selectors.page_for(request.user, page_id)
     if "content" in request.POST:
         # The wand submits the editor's form: keep the author's unsaved words first, so the AI
@@ -276,7 +308,7 @@ def page_generate(request: HttpRequest, page_id: int) -> HttpResponse:
                 )
         except ValidationError as exc:
             _apply_errors(form, exc)
-            card = _card(page, _latest_job(page), form=form, focus=True)
+            card = _card(page, _recent_jobs(page), form=form, focus=True)
             if request.htmx:
                 return _render_card(request, card, status=422)
             return render(
@@ -286,11 +318,11 @@ def page_generate(request: HttpRequest, page_id: int) -> HttpResponse:
                 status=422,
             )
     try:
-        job = services.request_page_text(page=page, user=request.user)
+        services.request_page_text(page=page, user=request.user, alternative=alternative)
     except ai_services.JobError as exc:
         if request.htmx:
             return _notify(
-                _render_card(request, _card(page, _latest_job(page), editing=True)), exc.message
+                _render_card(request, _card(page, _recent_jobs(page), editing=True)), exc.message
             )
         return render(
             request,
@@ -300,7 +332,7 @@ def page_generate(request: HttpRequest, page_id: int) -> HttpResponse:
         )
     if request.htmx:
         page.refresh_from_db()
-        return _render_card(request, _card(page, job))
+        return _render_card(request, _card(page, _recent_jobs(page)))
     return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
 
 
@@ -314,8 +346,8 @@ def page_job(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
     if not request.htmx:
         return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
     if job.is_active:
-        return _render_card(request, _card(page, job))
-    response = _render_card(request, _card(page, job, editing=True, focus=True))
+        return _render_card(request, _card(page, _recent_jobs(page)))
+    response = _render_card(request, _card(page, _recent_jobs(page), editing=True, focus=True))
     stop = HttpResponseStopPolling(response.content, headers=dict(response.headers))
     if job.status == AiJob.Status.FAILED:
         return _notify(stop, job.error or "Generation failed. Your text is unchanged.")
@@ -329,3 +361,63 @@ def page_job(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
             "info",
         )
     return _notify(stop, "New text is in. Edit it freely.", "success")
+
+
+@login_required
+@require_POST
+def page_try_again(request: HttpRequest, page_id: int) -> HttpResponse:
+    """Another version of the page's last AI text, kept beside it for the author to pick."""
+    return page_generate(request, page_id, alternative=True)
+
+
+def _page_and_job(request: HttpRequest, page_id: int, job_id: int) -> tuple[Page, AiJob]:
+    page = selectors.page_for(request.user, page_id)
+    return page, get_object_or_404(ai_services.jobs_for(Page, [page.pk]), pk=job_id)
+
+
+def _after_change(request: HttpRequest, page: Page, message: str, level: str) -> HttpResponse:
+    if request.htmx:
+        page.refresh_from_db()
+        card = _card(page, _recent_jobs(page), editing=True, focus=True)
+        return _notify(_render_card(request, card), message, level)
+    return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
+
+
+@login_required
+@require_POST
+def page_stop(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
+    """The Stop button: nothing is attached after this, and the page keeps its text."""
+    page, job = _page_and_job(request, page_id, job_id)
+    if not job.is_active:
+        return _after_change(request, page, "The AI had already finished.", "info")
+    ai_services.request_cancel(job.pk)
+    try:
+        cancel_job(job)
+    except ai_services.JobError as exc:
+        # The stop is recorded on the job all the same: the attach step will refuse to write.
+        return _after_change(request, page, f"Stopping: {exc.message}", "info")
+    return _after_change(request, page, "Stopped. Your text is unchanged.", "info")
+
+
+@login_required
+@require_POST
+def page_undo(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
+    page, job = _page_and_job(request, page_id, job_id)
+    try:
+        page = services.page_undo_ai(page=page, job_id=job.pk)
+    except ValidationError as exc:
+        return _after_change(request, page, _error_text(exc), "error")
+    return _after_change(request, page, "The AI text was undone.", "success")
+
+
+@login_required
+@require_POST
+def page_pick(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
+    page, job = _page_and_job(request, page_id, job_id)
+    try:
+        page = services.page_pick_version(page=page, job_id=job.pk)
+    except ValidationError as exc:
+        return _after_change(request, page, _error_text(exc), "error")
+    return _after_change(
+        request, page, "Switched to that version (Undo brings yours back).", "success"
+    )

@@ -13,7 +13,7 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture(autouse=True)
-def _no_temporal(monkeypatch):
+def started_jobs(monkeypatch):
     """View tests check the web layer; starting workflows is covered by the Temporal tests."""
     started: list[int] = []
     monkeypatch.setattr("ai.queue.queue_ai_job", started.append)
@@ -312,7 +312,7 @@ class TestCsrf:
 
 class TestGenerateViews:
     def test_post_returns_the_generating_card(
-        self, author_client, story_page, _no_temporal, django_capture_on_commit_callbacks
+        self, author_client, story_page, started_jobs, django_capture_on_commit_callbacks
     ):
         with django_capture_on_commit_callbacks(execute=True):
             response = author_client.post(
@@ -321,7 +321,7 @@ class TestGenerateViews:
         body = response.content.decode()
         job = AiJob.objects.get()
         assert response.status_code == 200
-        assert _no_temporal == [job.pk]
+        assert started_jobs == [job.pk]
         assert "is-generating" in body
         assert "readonly" in body
         assert 'class="spinner"' in body
@@ -348,7 +348,7 @@ class TestGenerateViews:
         assert AiJob.objects.count() == 1
 
     def test_double_click_joins_the_running_job(
-        self, author_client, story_page, _no_temporal, django_capture_on_commit_callbacks
+        self, author_client, story_page, started_jobs, django_capture_on_commit_callbacks
     ):
         url = reverse("stories:page_generate", args=[story_page.pk])
         with django_capture_on_commit_callbacks(execute=True):
@@ -356,7 +356,7 @@ class TestGenerateViews:
         with django_capture_on_commit_callbacks(execute=True):
             author_client.post(url, **HX)
         assert AiJob.objects.count() == 1
-        assert len(_no_temporal) == 1
+        assert len(started_jobs) == 1
 
     def test_reload_while_generating_restores_the_loading_state(self, author_client, story_page):
         author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)

@@ -61,6 +61,9 @@ def test_blank_page_gets_generated_text_and_job_matches_history(stack):
     assert request.body["messages"][0]["content"] == job.rendered_prompt
 
     # The history names the same job and run, and holds the three steps.
+    # The row turns succeeded inside the attach step; the run closes a moment later.
+    result = stack.temporal.result(job.workflow_id)
+    assert result == {"job_id": job.pk, "applied": True, "total_tokens": 53}
     events = _history_events(stack, job)
     started = events[0]["workflowExecutionStartedEventAttributes"]
     assert started["input"]["payloads"]
@@ -72,8 +75,6 @@ def test_blank_page_gets_generated_text_and_job_matches_history(stack):
     assert description.run_id == job.run_id
     assert description.search_attributes["AiJobId"] == [job.pk]
     assert description.search_attributes["AiJobStatus"] == ["succeeded"]
-    result = stack.temporal.result(job.workflow_id)
-    assert result == {"job_id": job.pk, "applied": True, "total_tokens": 53}
 
     # No secret in the row or the history.
     row = json.dumps(list(AiJob.objects.filter(pk=job.pk).values()), default=str)
