@@ -19,9 +19,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ai import services
-from ai.adapters.litellm import CompletionRequest, ProviderError, complete
+from ai.adapters.litellm import (
+    CompletionRequest,
+    ProviderError,
+    complete,
+    context_window,
+    count_tokens,
+)
 from ai.db import db_activity, run_db
 from ai.models import AiJob
+from ai.prompt_budget import Budget, fit_context
 from ai.prompt_cleanup import GENERATION_LIMITS, clean_page_text
 from ai.prompts import TEMPLATE_FOR_FAMILY, PromptError
 from ai.workflows.types import JobFailure, LlmCall, LlmResult, PromptSpec
@@ -37,6 +44,7 @@ class LlmConfig:
     api_key: str | None
     timeout_s: float
     stream: bool = True
+    context_tokens: int = 8192
 
     @classmethod
     def from_settings(cls) -> LlmConfig:
@@ -50,6 +58,8 @@ class LlmConfig:
             api_key=api_key,
             timeout_s=settings.AI_REQUEST_TIMEOUT_S,
             stream=os.environ.get("AI_STREAM", "1") not in {"0", "false", "no"},
+            context_tokens=settings.AI_CONTEXT_TOKENS
+            or context_window(settings.AI_MODEL, default=8192),
         )
 
 
@@ -80,12 +90,26 @@ class AiActivities:
                 type="job_finished",
                 non_retryable=True,
             )
+        library = services.prompts()
+        family = FAMILY_FOR_TEMPLATE.get(job.template_key, "chat")
+        budget = Budget(
+            context_tokens=self.llm.context_tokens,
+            reserved_tokens=GENERATION_LIMITS[family]["max_tokens"] + 64,
+        )
         try:
-            rendered = services.prompts().render(job.template_key, job.prompt_payload)
+            payload, _ = fit_context(
+                job.prompt_payload,
+                budget=budget,
+                count=lambda text: count_tokens(self.llm.model, text),
+                render=lambda context: library.render(job.template_key, context).text,
+            )
+            rendered = library.render(job.template_key, payload)
         except PromptError as exc:
             raise ApplicationError(
                 f"The prompt template is broken: {exc}", type="prompt", non_retryable=True
             ) from exc
+        except ValueError as exc:  # does not fit the model's window even when cut down
+            raise ApplicationError(str(exc), type="context_window", non_retryable=True) from exc
         services.mark_running(
             job_id,
             run_id=activity.info().workflow_run_id,
@@ -95,7 +119,7 @@ class AiActivities:
         log.info("prompt rendered", extra=_context(job_id))
         return PromptSpec(
             prompt=rendered.text,
-            family=FAMILY_FOR_TEMPLATE.get(job.template_key, "chat"),
+            family=family,
             template_key=rendered.key,
             template_version=rendered.version,
         )

@@ -151,6 +151,12 @@ AI_PROMPT_FAMILY = env_str(
     "AI_PROMPT_FAMILY", "completion" if AI_MODEL.startswith("text-completion") else "chat"
 )
 AI_REQUEST_TIMEOUT_S = env_float("AI_REQUEST_TIMEOUT_S", 60.0)
+# The model's context window in tokens; 0 = LiteLLM's model map (8192 for unknown models). The
+# local model's is the llama.cpp server's n_ctx.
+AI_CONTEXT_TOKENS = env_int(
+    "AI_CONTEXT_TOKENS",
+    env_int("LOCAL_LLM_N_CTX", 8192) if AI_MODEL == LOCAL_AI_MODEL else 0,
+)
 AI_RATE_LIMIT_PER_MINUTE = env_int("AI_RATE_LIMIT_PER_MINUTE", 10)
 PROMPTS_DIR = BASE_DIR / "prompts"
 

@@ -555,3 +555,21 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     for pattern in _KEY_PATTERNS:
         text = pattern.sub(lambda m: f"{m.group(1)}[redacted]", text)
     return text
+
+
+# --- Sizing prompts -----------------------------------------------------------------------------
+
+
+def count_tokens(model: str, text: str) -> int:
+    """Tokens `text` costs with `model`'s tokenizer (LiteLLM's bundled ones; offline)."""
+    return int(litellm.token_counter(model=model, text=text))
+
+
+def context_window(model: str, default: int) -> int:
+    """The model's input window from LiteLLM's model map, or `default` for models it does not
+    know (a local or self-hosted one)."""
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001 - unknown models raise; the default is the answer
+        return default
+    return int(info.get("max_input_tokens") or info.get("max_tokens") or default)
