@@ -346,6 +346,8 @@ def page_job(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
     if not request.htmx:
         return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
     if job.is_active:
+        if request.GET.get("seen") == str(job.updated_at.timestamp()):
+            return HttpResponse(status=204)  # nothing new since the card the editor shows
         return _render_card(request, _card(page, _recent_jobs(page)))
     response = _render_card(request, _card(page, _recent_jobs(page), editing=True, focus=True))
     stop = HttpResponseStopPolling(response.content, headers=dict(response.headers))

@@ -1,6 +1,7 @@
 """Every view, as a plain request and as an HTMX request, plus ownership and bad input."""
 
 import pytest
+from django.utils import timezone
 from django.urls import reverse
 
 from ai.models import AiJob
@@ -434,3 +435,19 @@ class TestGenerateViews:
         response = author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
         assert "limit is 1" in response["HX-Trigger"]
         assert AiJob.objects.count() == 1
+
+
+class TestPollingEconomy:
+    def test_unchanged_running_job_answers_204(self, author_client, story_page):
+        author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
+        job = AiJob.objects.get()
+        url = reverse("stories:page_job", args=[story_page.pk, job.pk])
+        seen = str(job.updated_at.timestamp())
+        assert author_client.get(url, {"seen": seen}, **HX).status_code == 204
+        # The worker's writes bump updated_at (ai.services.record_partial); so does this one.
+        AiJob.objects.filter(pk=job.pk).update(
+            status="running", partial_text="Once", updated_at=timezone.now()
+        )
+        response = author_client.get(url, {"seen": seen}, **HX)
+        assert response.status_code == 200
+        assert "Once" in response.content.decode()
