@@ -1,8 +1,8 @@
 """Every view, as a plain request and as an HTMX request, plus ownership and bad input."""
 
 import pytest
-from django.utils import timezone
 from django.urls import reverse
+from django.utils import timezone
 
 from ai.models import AiJob
 from stories import services
