@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -41,7 +41,7 @@ FAMILY_FOR_TEMPLATE = {key: family for family, key in TEMPLATE_FOR_FAMILY.items(
 class LlmConfig:
     model: str
     api_base: str | None
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # from the worker's environment; never printed
     timeout_s: float
     stream: bool = True
     context_tokens: int = 8192
@@ -94,7 +94,11 @@ class AiActivities:
         family = FAMILY_FOR_TEMPLATE.get(job.template_key, "chat")
         budget = Budget(
             context_tokens=self.llm.context_tokens,
-            reserved_tokens=GENERATION_LIMITS[family]["max_tokens"] + 64,
+            # The answer's room, plus slack: LiteLLM's tokenizer may undercount a local
+            # model's by a few percent, and the server refuses a prompt that overflows.
+            reserved_tokens=GENERATION_LIMITS[family]["max_tokens"]
+            + 64
+            + self.llm.context_tokens // 16,
         )
         try:
             payload, _ = fit_context(
@@ -138,6 +142,7 @@ class AiActivities:
             api_key=self.llm.api_key,
             max_tokens=limits["max_tokens"],
             temperature=limits["temperature"],
+            top_p=limits.get("top_p"),
             stop=tuple(limits.get("stop", ())),
             timeout_s=self.llm.timeout_s,
         )

@@ -58,6 +58,7 @@ class CompletionRequest:
     api_key: str | None = field(default=None, repr=False)
     max_tokens: int = 400
     temperature: float = 0.8
+    top_p: float | None = None  # None: the model's default (some providers refuse both knobs)
     stop: tuple[str, ...] = ()
     # Per network phase (connect, each read), as httpx counts it: a stream that keeps sending
     # is not cut off. The activity's start-to-close timeout bounds the whole call.
@@ -220,6 +221,8 @@ def _call_kwargs(request: CompletionRequest) -> dict[str, Any]:
     }
     if request.stop:
         kwargs["stop"] = list(request.stop)
+    if request.top_p is not None:
+        kwargs["top_p"] = request.top_p
     if request.api_base is not None:
         kwargs["api_base"] = request.api_base
     if request.api_key is not None:
