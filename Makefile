@@ -12,7 +12,7 @@ QUIET_PIP := 2> >(grep -v "^WARNING: Location 'file://" >&2)
 SEARCH_ATTRIBUTES := AiJobId=Int StoryId=Int PageId=Int AiJobType=Keyword AiJobStatus=Keyword
 export TEMPORAL_SEARCH_ATTRIBUTES := $(SEARCH_ATTRIBUTES)
 
-.PHONY: help install local-llm migrate seed run test lint pytest test-postgres browser-deps bench clean
+.PHONY: help install local-llm migrate seed run run-no-local run-stack test test-local-llm lint pytest browser-deps bench clean
 
 help:
 	@echo "make run    install, migrate, seed the demo story, start Temporal + worker + local model + site"
@@ -68,6 +68,10 @@ pytest: install browser-deps
 	@$(PY) -m pytest
 
 test: lint pytest
+
+# The real-model tests (about a minute): the embedded Gemma through LiteLLM and the whole stack.
+test-local-llm: local-llm
+	@$(PY) -m pytest -m local_llm tests/test_local_llm.py
 
 # Debian's Chromium for the browser suite (Playwright's own browser download cannot work here).
 browser-deps:
