@@ -14,6 +14,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from ai import services
@@ -101,9 +102,13 @@ def retry_job(job: AiJob, *, by: AbstractBaseUser | None) -> AiJob:
     return new
 
 
-async def _request_cancel(workflow_id: str) -> None:
+async def _request_cancel(workflow_id: str) -> bool:
+    """Ask the run to cancel; True while it is still open. Temporal accepts a cancel request
+    for a run that already closed (terminated, timed out) without error: only describe says."""
     client = await bridge.client()
-    await client.get_workflow_handle(workflow_id).cancel()
+    handle = client.get_workflow_handle(workflow_id)
+    await handle.cancel()
+    return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
 
 def _marked(job: AiJob, why: str) -> str:
@@ -134,7 +139,7 @@ def cancel_job(job: AiJob) -> str:
         return _marked(job, "its workflow had not started")
     timeout = settings.TEMPORAL_START_TIMEOUT_S
     try:
-        bridge.run(_request_cancel(job.workflow_id), timeout=timeout)
+        still_open = bridge.run(_request_cancel(job.workflow_id), timeout=timeout)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             bridge.forget_client()
@@ -157,5 +162,9 @@ def cancel_job(job: AiJob) -> str:
             f"Temporal is unreachable ({exc}), so job {job.pk}'s workflow is not stopped yet; "
             "the stop is recorded and nothing will be attached. Try again."
         ) from exc
+    if not still_open:  # e.g. terminated by an operator: nothing else will finish this row
+        services.mark_cancelled(job.pk, reason="Cancelled; its workflow was no longer running.")
+        log.info("job cancelled; workflow had closed", extra=extra)
+        return _marked(job, "its workflow was no longer running")
     log.info("workflow cancellation requested", extra=extra)
     return f"Cancellation of job {job.pk} was requested; it stops within a few seconds."

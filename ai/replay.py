@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from google.protobuf.json_format import ParseError
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -23,11 +24,14 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer
 
+from ai.temporal import TemporalUnavailable, connect
 from ai.workflows.text import GenerateText
 
 DEFAULT_WORKFLOWS: tuple[type, ...] = (GenerateText,)
 # Core's message sits inside a Rust debug dump; quote it alone.
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+_DECODED_ENCODING = re.compile(r"^(json|binary)/[\w-]+$")
+_PAYLOAD_FIELDS = {"metadata", "data", "externalPayloads"}
 _quiet_runtime: Runtime | None = None
 
 
@@ -63,7 +67,10 @@ def load_history(
     """A history from JSON: `temporal workflow show --output json`, the Temporal UI's Download
     (`{"events": [...]}`, the same protobuf JSON), a bare event list (the UI's import accepts
     one) or the history API's `{"history": {"events": [...]}}`."""
-    data: Any = json.loads(source) if isinstance(source, str | bytes) else source
+    try:
+        data: Any = json.loads(source) if isinstance(source, str | bytes) else source
+    except ValueError as exc:
+        raise HistoryFormatError(f"not JSON: {exc}") from exc
     if isinstance(data, list):
         data = {"events": data}
     if isinstance(data, dict) and "events" not in data and isinstance(data.get("history"), dict):
@@ -75,17 +82,45 @@ def load_history(
     if not data["events"]:
         raise HistoryFormatError("the history has no events")
     try:
+        _require_raw_payloads(data)
         history = WorkflowHistory.from_json(workflow_id or "replay", data)
     except (ParseError, ValueError, TypeError) as exc:
         raise HistoryFormatError(
             f"not a raw workflow history ({exc}). From the Temporal UI, download the history "
-            "with payload decoding turned off."
+            "with payload decoding turned off (encoded)."
         ) from exc
     if not workflow_id:
         started = history.events[0].workflow_execution_started_event_attributes
         workflow_id = started.workflow_id or "replay"
         history = WorkflowHistory(workflow_id, history.events)
     return history
+
+
+def _require_raw_payloads(node: Any) -> None:
+    """Refuse a history whose payloads were decoded for reading (the UI can export those): the
+    protobuf parser ignores what it does not know, and the replay would then fail obscurely."""
+    if isinstance(node, list):
+        for item in node:
+            _require_raw_payloads(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "payloads" and isinstance(value, list):
+                for payload in value:
+                    if not _is_raw_payload(payload):
+                        raise ValueError("its payloads are decoded values, not raw payloads")
+            else:
+                _require_raw_payloads(value)
+
+
+def _is_raw_payload(payload: Any) -> bool:
+    if not isinstance(payload, dict) or not set(payload) <= _PAYLOAD_FIELDS:
+        return False
+    if not isinstance(payload.get("data", ""), str):
+        return False
+    metadata = payload.get("metadata", {})
+    # Raw metadata is base64 ("anNvbi9wbGFpbg=="); a decoded export reads "json/plain".
+    encoding = metadata.get("encoding", "") if isinstance(metadata, dict) else None
+    return isinstance(encoding, str) and not _DECODED_ENCODING.match(encoding)
 
 
 def load_history_file(path: str | Path, workflow_id: str = "") -> WorkflowHistory:
@@ -136,11 +171,13 @@ def replay_history(
 
 def replay_from_temporal(workflow_id: str, run_id: str | None = None) -> ReplayOutcome:
     """Fetch a run's history from the configured Temporal and replay it."""
-    from ai.temporal import connect  # Django settings: only needed on this path
 
     async def main() -> ReplayOutcome:
-        history = await fetch_history(await connect(), workflow_id, run_id)
-        return await areplay_history(history)
+        try:
+            client = await connect()
+        except RuntimeError as exc:  # the SDK's core raises RuntimeError when it cannot connect
+            raise TemporalUnavailable(f"{settings.TEMPORAL_ADDRESS}: {exc}") from exc
+        return await areplay_history(await fetch_history(client, workflow_id, run_id))
 
     return asyncio.run(main())
 
