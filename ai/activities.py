@@ -154,8 +154,9 @@ class AiActivities:
             now = time.monotonic()
             if now - last_flush >= self.partial_interval_s:
                 last_flush = now
-                partial = clean_page_text(text, page_number=page_number)
-                await run_db(services.record_partial, call.job_id, text=partial)
+                # Raw but trimmed: the final cleanup (cut at a half sentence, add a full stop)
+                # would misrepresent text that is still arriving.
+                await run_db(services.record_partial, call.job_id, text=text.strip())
 
         ticker = asyncio.create_task(self._heartbeat_while_waiting())
         try:

@@ -115,13 +115,10 @@ def _card(
     job = jobs[0] if jobs else None
     generating = job is not None and job.is_active
     last_applied = next((j for j in jobs if j.applied), None)
-    undoable = (
-        last_applied
-        if last_applied
-        and last_applied.undone_at is None
-        and page.content == last_applied.output_text
-        else None
-    )
+    # The newest AI write not yet undone, while its text is still what the page holds (undoing
+    # one write makes the one before it undoable in turn).
+    candidate = next((j for j in jobs if j.applied and j.undone_at is None), None)
+    undoable = candidate if candidate and page.content == candidate.output_text else None
     suggestions = [
         j
         for j in jobs
@@ -332,7 +329,10 @@ def page_generate(request: HttpRequest, page_id: int, alternative: bool = False)
         )
     if request.htmx:
         page.refresh_from_db()
-        return _render_card(request, _card(page, _recent_jobs(page)))
+        response = _render_card(request, _card(page, _recent_jobs(page)))
+        return trigger_client_event(
+            response, "announce", {"message": f"The AI is writing page {page.order + 1}."}
+        )
     return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
 
 
