@@ -1,10 +1,9 @@
-from django.core.management.base import BaseCommand
-
+from ai.management.commands._temporal_command import TemporalCommand
 from ai.reconcile import reconcile_once
 from ai.temporal import bridge
 
 
-class Command(BaseCommand):
+class Command(TemporalCommand):
     help = "Start every queued AI job whose workflow never started (Temporal was down)."
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
