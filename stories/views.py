@@ -401,25 +401,33 @@ def page_stop(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
     return _after_change(request, page, "Stopped. Your text is unchanged.", "info")
 
 
+def _apply_version(
+    request: HttpRequest, page_id: int, job_id: int, change: Any, done: str
+) -> HttpResponse:
+    """Undo or pick: a service that swaps the page's text for a job's, then the card."""
+    page, job = _page_and_job(request, page_id, job_id)
+    try:
+        page = change(page=page, job_id=job.pk)
+    except ValidationError as exc:
+        return _after_change(request, page, _error_text(exc), "error")
+    return _after_change(request, page, done, "success")
+
+
 @login_required
 @require_POST
 def page_undo(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
-    page, job = _page_and_job(request, page_id, job_id)
-    try:
-        page = services.page_undo_ai(page=page, job_id=job.pk)
-    except ValidationError as exc:
-        return _after_change(request, page, _error_text(exc), "error")
-    return _after_change(request, page, "The AI text was undone.", "success")
+    return _apply_version(
+        request, page_id, job_id, services.page_undo_ai, "The AI text was undone."
+    )
 
 
 @login_required
 @require_POST
 def page_pick(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
-    page, job = _page_and_job(request, page_id, job_id)
-    try:
-        page = services.page_pick_version(page=page, job_id=job.pk)
-    except ValidationError as exc:
-        return _after_change(request, page, _error_text(exc), "error")
-    return _after_change(
-        request, page, "Switched to that version (Undo brings yours back).", "success"
+    return _apply_version(
+        request,
+        page_id,
+        job_id,
+        services.page_pick_version,
+        "Switched to that version (Undo brings yours back).",
     )

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ai import queue
 from ai.models import AiJob
-from tests.factories import PageFactory, UserFactory
+from tests.factories import PageFactory, UserFactory, make_ai_job
 
 pytestmark = pytest.mark.django_db
 Status = AiJob.Status
@@ -28,25 +28,7 @@ def change_url(job: AiJob) -> str:
 
 
 def make_job(page=None, **fields) -> AiJob:
-    page = page or PageFactory(content="Moss was sad.")
-    values = {
-        "job_type": AiJob.JobType.PAGE_TEXT,
-        "target": page,
-        "labels": {"story_id": page.story_id, "page_id": page.pk},
-        "attach_activity": "attach_page_text",
-        "requested_by": page.story.owner,
-        "template_key": "page_content",
-        "template_version": "1",
-        "model_name": "openai/fake-storyteller",
-        "prompt_payload": {"story_title": page.story.title, "mode": "revise"},
-        "previous_content": page.content,
-        "status": Status.SUCCEEDED,
-        **fields,
-    }
-    job = AiJob.objects.create(**values)
-    job.workflow_id = AiJob.workflow_id_for(job.pk)
-    job.save(update_fields=["workflow_id"])
-    return job
+    return make_ai_job(page, **fields)
 
 
 def listed_ids(response) -> set[int]:

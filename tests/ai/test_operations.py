@@ -16,33 +16,17 @@ from ai.services import JobError
 from ai.temporal import bridge
 from ai.workflows.types import StepTimeouts
 from stories import services as story_services
-from tests.factories import PageFactory, UserFactory
+from tests.factories import PageFactory, UserFactory, make_ai_job
 from tests.fakes.llm_server import Fault, Hang, Reply
 
 Status = AiJob.Status
 
 
 def make_job(page=None, **fields) -> AiJob:
-    page = page or PageFactory(content="Moss was sad.")
-    values = {
-        "job_type": AiJob.JobType.PAGE_TEXT,
-        "target": page,
-        "labels": {"story_id": page.story_id, "page_id": page.pk},
-        "attach_activity": "attach_page_text",
-        "requested_by": page.story.owner,
-        "template_key": "page_content",
-        "template_version": "1",
-        "model_name": "openai/fake-storyteller",
-        "prompt_payload": {"story_title": page.story.title, "mode": "revise"},
-        "previous_content": page.content,
-        "status": Status.FAILED,
-        "error": "The AI provider rejected our credentials.",
-        **fields,
-    }
-    job = AiJob.objects.create(**values)
-    job.workflow_id = AiJob.workflow_id_for(job.pk)
-    job.save(update_fields=["workflow_id"])
-    return job
+    return make_ai_job(
+        page,
+        **{"status": Status.FAILED, "error": "The AI provider rejected our credentials.", **fields},
+    )
 
 
 # -- the Temporal UI link
