@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
@@ -74,8 +75,13 @@ def check_rate_limit(user: AbstractBaseUser | None) -> None:
     limit = settings.AI_RATE_LIMIT_PER_MINUTE
     if user is None or limit <= 0:
         return
-    since = timezone.now() - timedelta(minutes=1)
-    recent = AiJob.objects.filter(requested_by=user, created_at__gte=since).count()
+    with transaction.atomic():
+        # Lock the author's row until the caller's transaction ends: clicks on different stories
+        # (whose story locks do not meet) would otherwise all count the same jobs and all pass.
+        users = get_user_model()._default_manager
+        list(users.select_for_update().filter(pk=user.pk).values("pk"))
+        since = timezone.now() - timedelta(minutes=1)
+        recent = AiJob.objects.filter(requested_by=user, created_at__gte=since).count()
     if recent >= limit:
         raise RateLimited(
             f"You have asked for {recent} generations in the last minute (the limit is {limit}). "

@@ -60,8 +60,14 @@ def attach_page_text(inp: AttachInput) -> AttachResult:
             log.info("author text kept; AI text left as suggestion", extra={"job_id": job.pk})
             return AttachResult(applied=False, note=KEPT_AUTHOR_TEXT)
         replaced = page.content
-        page.content = inp.text[: settings.PAGE_CONTENT_MAX_CHARS]
+        limit = settings.PAGE_CONTENT_MAX_CHARS
+        note = (
+            f"The AI wrote {len(inp.text)} characters; a page holds {limit}, so it was cut."
+            if len(inp.text) > limit
+            else ""
+        )
+        page.content = inp.text[:limit]
         page.save(update_fields=["content", "updated_at"])
-        ai_services.mark_succeeded(job, applied=True, replaced_content=replaced)
+        ai_services.mark_succeeded(job, applied=True, replaced_content=replaced, note=note)
     log.info("text attached", extra={"job_id": job.pk, "page_id": page.pk})
     return AttachResult(applied=True)
