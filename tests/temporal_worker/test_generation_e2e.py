@@ -125,3 +125,29 @@ def test_401_fails_after_one_attempt_and_keeps_the_page(stack):
     assert "credentials" in job.error.lower() or "key" in job.error.lower()
     assert FAKE_API_KEY not in job.error
     assert len(stack.llm.requests) == 1
+
+
+def test_a_long_story_is_fitted_to_the_models_window(make_stack, llm_config):
+    """500 pages through the real workflow: the rendered prompt fits a 4k window, with the
+    title, the neighbours and a visible elision."""
+    from dataclasses import replace
+
+    stack = make_stack(replace(llm_config, context_tokens=4096))
+    user = UserFactory()
+    story = StoryFactory(owner=user, title="The Long Walk", description="Around the world.")
+    for i in range(499):
+        PageFactory(story=story, content=f"Step {i + 1}. " + "The tortoise kept walking. " * 10)
+    blank = PageFactory(story=story, content="")
+    stack.llm.script(Reply(text="At last the tortoise saw home."))
+
+    job = stack.wait(services.request_page_text(page=blank, user=user))
+
+    assert job.status == AiJob.Status.SUCCEEDED, job.error
+    assert "The Long Walk" in job.rendered_prompt
+    assert "pages left out" in job.rendered_prompt
+    assert "Step 499." in job.rendered_prompt  # the page right before stays whole
+    assert len(job.prompt_payload["existing_pages"]) == 499  # the audit keeps the whole story
+    (request,) = [r for r in stack.llm.requests if r.path.endswith("/chat/completions")]
+    from ai.adapters.litellm import count_tokens
+
+    assert count_tokens(llm_config.model, request.body["messages"][0]["content"]) <= 4096 - 400
