@@ -46,13 +46,21 @@ def fit_context(
     render: Callable[[dict[str, Any]], str],
     neighbours: int = 1,
 ) -> tuple[dict[str, Any], int]:
-    """(context that renders within budget, its token count). `context` is not modified.
+    """(context that renders within budget, its token count or an upper bound of it).
+    `context` is not modified.
 
     The plan is made by arithmetic on characters (with this story's tokens-per-character,
     measured on a sample), then the fitted prompt is rendered and counted exactly once to
     confirm, and trimmed further in the rare case the estimate was short. Linear in the number
     of pages and a handful of tokenizer calls, so a 500-page story stays fast."""
     limit = budget.prompt_tokens
+    # A byte-level tokenizer never makes more tokens than the text has bytes: a prompt with
+    # no more bytes than the budget has tokens fits without running the tokenizer at all (the
+    # common case, and the hot path of every click). The byte count is the bound returned.
+    whole = render(context)
+    size = len(whole.encode())
+    if size <= limit:
+        return context, size
     number = int(context.get("page_number") or 1)
     pages = sorted(
         (dict(p) for p in context.get("existing_pages", [])), key=lambda p: int(p["order"])
@@ -72,7 +80,7 @@ def fit_context(
     per_char = count(sample) / max(len(sample), 1)
     tokens = base + len(all_text) * per_char
     if tokens <= limit * 0.9:  # comfortably inside: confirm exactly, usually done
-        exact = count(render(context))
+        exact = count(whole)
         if exact <= limit:
             return context, exact
 
