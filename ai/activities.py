@@ -73,7 +73,7 @@ class AiActivities:
         self,
         llm: LlmConfig,
         *,
-        partial_interval_s: float = 0.2,
+        partial_interval_s: float = 0.15,
         heartbeat_interval_s: float = 2.0,
     ) -> None:
         self.llm = llm
