@@ -131,7 +131,16 @@ class AiActivities:
     @activity.defn(name="call_llm")
     async def call_llm(self, call: LlmCall) -> LlmResult:
         info = activity.info()
-        await run_db(services.record_attempt, call.job_id, attempt=info.attempt)
+        # Heartbeat from the first moment: under load the database calls below can wait, and a
+        # silent attempt would be timed out and retried by the server.
+        ticker = asyncio.create_task(self._heartbeat_while_waiting())
+        try:
+            return await self._call_llm(call, info.attempt)
+        finally:
+            ticker.cancel()
+
+    async def _call_llm(self, call: LlmCall, attempt: int) -> LlmResult:
+        await run_db(services.record_attempt, call.job_id, attempt=attempt)
         page_number = await run_db(_page_number, call.job_id)
         limits = GENERATION_LIMITS[call.family]
         request = CompletionRequest(
@@ -158,7 +167,6 @@ class AiActivities:
                 # would misrepresent text that is still arriving.
                 await run_db(services.record_partial, call.job_id, text=text.strip())
 
-        ticker = asyncio.create_task(self._heartbeat_while_waiting())
         try:
             completion = await complete(request, on_text=on_text if self.llm.stream else None)
         except ProviderError as err:
@@ -171,8 +179,6 @@ class AiActivities:
                     timedelta(seconds=err.retry_after_s) if err.retry_after_s else None
                 ),
             ) from None  # the provider's exception may quote request details; keep it out
-        finally:
-            ticker.cancel()
         text = clean_page_text(completion.text, page_number=page_number)
         if not text:
             raise ApplicationError("The model returned no usable text.", type="empty")
