@@ -16,11 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.temporal_harness import temporal_cli
+from tests.temporal_harness import search_attribute_flags, temporal_cli
 
 REPO = Path(__file__).resolve().parent.parent
-SEARCH_ATTRIBUTES = ("AiJobId=Int", "StoryId=Int", "PageId=Int", "AiJobType=Keyword")
-SEARCH_ATTRIBUTES += ("AiJobStatus=Keyword",)
 
 
 def free_port() -> int:
@@ -144,8 +142,7 @@ def start_temporal(
         "--log-level",
         "error",
     ]
-    for attr in SEARCH_ATTRIBUTES:
-        args += ["--search-attribute", attr]
+    args += search_attribute_flags()
     for key, value in (dynamic_config or {}).items():
         args += ["--dynamic-config-value", f"{key}={value}"]
     proc = Proc(name, args, os.environ, run_dir / f"{name}.log").start()

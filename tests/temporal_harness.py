@@ -35,6 +35,18 @@ def temporal_cli() -> str:
     return found
 
 
+_FLAG_TYPES = {"INT": "Int", "KEYWORD": "Keyword"}
+
+
+def search_attribute_flags() -> list[str]:
+    """`temporal server start-dev` flags registering the product's search attributes, derived
+    from ai.workflows.types so a dev server started by hand never drifts from the workflow."""
+    flags: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}={_FLAG_TYPES[key.indexed_value_type.name]}"]
+    return flags
+
+
 class TemporalHarness:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()

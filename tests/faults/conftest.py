@@ -40,12 +40,11 @@ from ai.models import AiJob
 from ai.workflows.types import SEARCH_ATTRIBUTES
 from tests.conftest import FAKE_API_KEY
 from tests.fakes.llm_server import FakeLLMServer
-from tests.temporal_harness import temporal_cli
+from tests.temporal_harness import search_attribute_flags, temporal_cli
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 FAKE_MODEL = "openai/fake-storyteller"
-_SA_TYPES = {"INT": "Int", "KEYWORD": "Keyword"}
 
 
 def free_port() -> int:
@@ -115,8 +114,7 @@ class DevServer:
             "--log-level",
             "error",
         ]
-        for key in SEARCH_ATTRIBUTES:
-            args += ["--search-attribute", f"{key.name}={_SA_TYPES[key.indexed_value_type.name]}"]
+        args += search_attribute_flags()
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
