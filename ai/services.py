@@ -4,6 +4,7 @@ finished job is never rewritten (a replayed or duplicated activity finds it done
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -66,7 +67,9 @@ def active_job_for(target: models.Model) -> AiJob | None:
     )
 
 
-def jobs_for(target_model: type[models.Model], ids: list[int]) -> models.QuerySet[AiJob]:
+def jobs_for(
+    target_model: type[models.Model], ids: Iterable[int] | models.QuerySet[Any]
+) -> models.QuerySet[AiJob]:
     ct = ContentType.objects.get_for_model(target_model)
     return AiJob.objects.filter(target_content_type=ct, target_object_id__in=ids)
 

@@ -4,11 +4,13 @@ keeps working without JavaScript."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -64,10 +66,10 @@ def story_list(request: HttpRequest) -> HttpResponse:
 HISTORY_SIZE = 8
 
 
-def _jobs_by_page(pages: list[Page]) -> dict[int, list[AiJob]]:
+def _jobs_by_page(page_ids: Iterable[int] | QuerySet[Any]) -> dict[int, list[AiJob]]:
     jobs_by_page: dict[int, list[AiJob]] = {}
     jobs = (
-        ai_services.jobs_for(Page, [p.pk for p in pages])
+        ai_services.jobs_for(Page, page_ids)
         .defer("prompt_payload", "rendered_prompt")  # the card never shows them
         .order_by("-created_at", "-id")
     )
@@ -76,10 +78,16 @@ def _jobs_by_page(pages: list[Page]) -> dict[int, list[AiJob]]:
     return jobs_by_page
 
 
+# Jobs are always read BEFORE their pages. The attach step writes the page and finishes its job
+# in one transaction, so a page read after its jobs is never older than them; the other order
+# can pair a finished job with the text it replaced, and the editor would show that stale text
+# as the final result. (Jobs older than their page are harmless: the poller catches up.)
+
+
 def _page_cards(story: Story, edit_id: int | None = None) -> list[dict[str, Any]]:
     """Every page with its generation state: three queries however many pages there are."""
+    jobs_by_page = _jobs_by_page(selectors.pages_of(story).values("pk"))
     pages = list(selectors.pages_of(story))
-    jobs_by_page = _jobs_by_page(pages)
     return [
         _card(
             page,
@@ -93,7 +101,10 @@ def _page_cards(story: Story, edit_id: int | None = None) -> list[dict[str, Any]
 
 
 def _recent_jobs(page: Page) -> list[AiJob]:
-    return _jobs_by_page([page]).get(page.pk, [])
+    """The page's jobs, newest first, and then the page's text re-read (see above)."""
+    jobs = _jobs_by_page([page.pk]).get(page.pk, [])
+    page.refresh_from_db(fields=["content", "order", "updated_at"])
+    return jobs
 
 
 def _card(
@@ -328,7 +339,6 @@ def page_generate(request: HttpRequest, page_id: int, alternative: bool = False)
             status=429,
         )
     if request.htmx:
-        page.refresh_from_db()
         response = _render_card(request, _card(page, _recent_jobs(page)))
         return trigger_client_event(
             response, "announce", {"message": f"The AI is writing page {page.order + 1}."}
@@ -342,14 +352,17 @@ def page_job(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
     """The editor polls this while a job runs. It answers the card: still generating (with the
     partial text), or finished (the new text, or the original text and a notification)."""
     page = selectors.page_for(request.user, page_id)
-    job = get_object_or_404(ai_services.jobs_for(Page, [page.pk]), pk=job_id)
+    jobs = _recent_jobs(page)  # one read: the card and the decision below see the same state
+    job = next((j for j in jobs if j.pk == job_id), None)
+    if job is None:
+        raise Http404("No such job for this page.")
     if not request.htmx:
         return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
     if job.is_active:
         if request.GET.get("seen") == str(job.updated_at.timestamp()):
             return HttpResponse(status=204)  # nothing new since the card the editor shows
-        return _render_card(request, _card(page, _recent_jobs(page)))
-    response = _render_card(request, _card(page, _recent_jobs(page), editing=True, focus=True))
+        return _render_card(request, _card(page, jobs))
+    response = _render_card(request, _card(page, jobs, editing=True, focus=True))
     stop = HttpResponseStopPolling(response.content, headers=dict(response.headers))
     if job.status == AiJob.Status.FAILED:
         return _notify(stop, job.error or "Generation failed. Your text is unchanged.")
@@ -379,7 +392,6 @@ def _page_and_job(request: HttpRequest, page_id: int, job_id: int) -> tuple[Page
 
 def _after_change(request: HttpRequest, page: Page, message: str, level: str) -> HttpResponse:
     if request.htmx:
-        page.refresh_from_db()
         card = _card(page, _recent_jobs(page), editing=True, focus=True)
         return _notify(_render_card(request, card), message, level)
     return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
