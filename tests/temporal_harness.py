@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,16 +58,28 @@ class TemporalHarness:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> TemporalHarness:
-        self.env = self.run(
-            WorkflowEnvironment.start_local(
-                dev_server_existing_path=temporal_cli(),
-                search_attributes=SEARCH_ATTRIBUTES,
-                dev_server_log_level="error",
-            ),
-            timeout=120,
-        )
-        return self
+    def start(self, attempts: int = 3) -> TemporalHarness:
+        # The SDK waits 5 s by default for the server's port. Here a start has been seen to
+        # miss that (every Temporal test of the session then errored), so: a longer wait, and
+        # a fresh server on a fresh port when a start fails anyway.
+        for attempt in range(1, attempts + 1):
+            try:
+                self.env = self.run(
+                    WorkflowEnvironment.start_local(
+                        dev_server_existing_path=temporal_cli(),
+                        search_attributes=SEARCH_ATTRIBUTES,
+                        dev_server_log_level="error",
+                        dev_server_startup_timeout=timedelta(seconds=30),
+                    ),
+                    timeout=120,
+                )
+            except RuntimeError as exc:
+                if attempt == attempts:
+                    raise
+                print(f"Temporal dev server start {attempt} failed ({exc}); trying again")
+            else:
+                return self
+        raise AssertionError("unreachable")
 
     @property
     def client(self) -> Client:
