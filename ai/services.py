@@ -15,6 +15,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ai.models import AiJob
@@ -78,7 +80,7 @@ def check_rate_limit(user: AbstractBaseUser | None) -> None:
     limit = settings.AI_RATE_LIMIT_PER_MINUTE
     if user is None or limit <= 0:
         return
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside the caller's: no savepoint needed
         # Lock the author's row until the caller's transaction ends: clicks on different stories
         # (whose story locks do not meet) would otherwise all count the same jobs and all pass.
         users = get_user_model()._default_manager
@@ -135,14 +137,16 @@ def _locked(job_id: int) -> AiJob:
     return AiJob.objects.select_for_update().get(pk=job_id)
 
 
-@transaction.atomic
 def mark_queued(job_id: int, *, run_id: str) -> None:
-    job = _locked(job_id)
-    if job.queued_at is None:
-        job.queued_at = timezone.now()
-    job.run_id = job.run_id or run_id
-    job.queue_error = ""
-    job.save(update_fields=["queued_at", "run_id", "queue_error", "updated_at"])
+    """Temporal accepted the start. One UPDATE, no lock (this runs on every click): the first
+    queued time and run id win, whoever writes first (this or the worker's mark_running)."""
+    now = timezone.now()
+    AiJob.objects.filter(pk=job_id).update(
+        queued_at=Coalesce("queued_at", Value(now)),
+        run_id=Case(When(run_id="", then=Value(run_id)), default=F("run_id")),
+        queue_error="",
+        updated_at=now,
+    )
 
 
 @transaction.atomic

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -147,10 +147,17 @@ def page_move(*, page: Page, direction: Direction) -> Page:
 # --- AI generation ------------------------------------------------------------------------------
 
 
-def page_prompt_context(*, story: Story, page: Page) -> dict[str, object]:
-    """Everything the prompt needs, from ONE query for the pages: the title, the summary, every
-    other page with text in order, and this page's text (revise it) or none (write it)."""
-    pages = list(story.pages.order_by("order").values("id", "order", "content"))
+def _page_rows(story: Story) -> list[dict[str, Any]]:
+    return list(story.pages.order_by("order").values("id", "order", "content"))
+
+
+def page_prompt_context(
+    *, story: Story, page: Page, pages: list[dict[str, Any]] | None = None
+) -> dict[str, object]:
+    """Everything the prompt needs, from ONE query for the pages (or the rows given): the title,
+    the summary, every other page with text in order, and this page's text (revise it) or none
+    (write it)."""
+    pages = _page_rows(story) if pages is None else pages
     number = next((i for i, p in enumerate(pages, start=1) if p["id"] == page.pk), len(pages))
     current = next((p["content"] for p in pages if p["id"] == page.pk), page.content)
     return {
@@ -180,8 +187,11 @@ def request_page_text(*, page: Page, user: AbstractBaseUser, alternative: bool =
         story = Story.objects.select_for_update().get(pk=page.story_id)
         if story.owner_id != user.pk:
             raise PermissionDenied("Only the story's owner can generate its pages.")
-        page = Page.objects.get(pk=page.pk)
-        payload = page_prompt_context(story=story, page=page)
+        pages = _page_rows(story)  # under the story's lock: the text as it is now
+        content = next((p["content"] for p in pages if p["id"] == page.pk), None)
+        if content is None:
+            raise Page.DoesNotExist(f"Page {page.pk} was deleted.")
+        payload = page_prompt_context(story=story, page=page, pages=pages)
         if alternative:
             last = (
                 ai_services.jobs_for(Page, [page.pk])
@@ -202,7 +212,7 @@ def request_page_text(*, page: Page, user: AbstractBaseUser, alternative: bool =
                 job_type=AiJob.JobType.PAGE_TEXT,
                 requested_by=user,
                 prompt_payload=payload,
-                previous_content=page.content,
+                previous_content=content,
                 attach_activity="attach_page_text",
                 labels={"story_id": story.pk, "page_id": page.pk},
                 apply_mode=AiJob.ApplyMode.SUGGEST if alternative else AiJob.ApplyMode.REPLACE,

@@ -103,7 +103,7 @@ def _page_cards(story: Story, edit_id: int | None = None) -> list[dict[str, Any]
 def _recent_jobs(page: Page) -> list[AiJob]:
     """The page's jobs, newest first, and then the page's text re-read (see above)."""
     jobs = _jobs_by_page([page.pk]).get(page.pk, [])
-    page.refresh_from_db(fields=["content", "order", "updated_at"])
+    selectors.refresh_text(page)
     return jobs
 
 
@@ -120,9 +120,7 @@ def _card(
     """What one page card shows, derived from the page and its jobs (newest first), so a
     reload shows exactly the state the author left: generating, failed, undoable, alternatives."""
     if is_first is None or is_last is None:
-        neighbours = page.story.pages
-        is_first = not neighbours.filter(order__lt=page.order).exists()
-        is_last = not neighbours.filter(order__gt=page.order).exists()
+        is_first, is_last = selectors.is_first_and_last(page)
     job = jobs[0] if jobs else None
     generating = job is not None and job.is_active
     last_applied = next((j for j in jobs if j.applied), None)
