@@ -45,6 +45,7 @@ class LlmConfig:
     timeout_s: float
     stream: bool = True
     context_tokens: int = 8192
+    seed: int | None = None
 
     @classmethod
     def from_settings(cls) -> LlmConfig:
@@ -60,6 +61,7 @@ class LlmConfig:
             stream=os.environ.get("AI_STREAM", "1") not in {"0", "false", "no"},
             context_tokens=settings.AI_CONTEXT_TOKENS
             or context_window(settings.AI_MODEL, default=8192),
+            seed=int(settings.AI_SEED) if settings.AI_SEED else None,
         )
 
 
@@ -140,8 +142,7 @@ class AiActivities:
             ticker.cancel()
 
     async def _call_llm(self, call: LlmCall, attempt: int) -> LlmResult:
-        await run_db(services.record_attempt, call.job_id, attempt=attempt)
-        page_number = await run_db(_page_number, call.job_id)
+        page_number = await run_db(_start_attempt, call.job_id, attempt)
         limits = GENERATION_LIMITS[call.family]
         request = CompletionRequest(
             model=self.llm.model,
@@ -153,6 +154,7 @@ class AiActivities:
             temperature=limits["temperature"],
             top_p=limits.get("top_p"),
             stop=tuple(limits.get("stop", ())),
+            seed=self.llm.seed,
             timeout_s=self.llm.timeout_s,
         )
         last_flush = 0.0
@@ -226,6 +228,8 @@ class AiActivities:
         return [self.render_prompt, self.call_llm, self.fail_job, self.cancel_job]
 
 
-def _page_number(job_id: int) -> int:
+def _start_attempt(job_id: int, attempt: int) -> int:
+    """Record the attempt and return the job's page number: one trip to a database thread."""
+    services.record_attempt(job_id, attempt=attempt)
     payload = AiJob.objects.values_list("prompt_payload", flat=True).get(pk=job_id)
     return int(payload.get("page_number") or 1)

@@ -4,7 +4,8 @@ and the same environment variables), no HTTP, no LiteLLM, no Temporal.
 
 A long-lived child process of the benchmark, answering one JSON line per request on stdin:
 
-    {"op": "generate", "prompt": "...", "max_tokens": 160, "temperature": 0.7, "stop": [...]}
+    {"op": "generate", "prompt": "...", "max_tokens": 160, "temperature": 0.7, "stop": [...],
+     "top_p": 0.9, "repeat_penalty": 1.1, "seed": 1234}
         -> {"seconds": 1.9, "completion_tokens": 52, "text": "..."}
     {"op": "tokenize", "texts": ["...", ...]} -> {"counts": [12, ...]}
 
@@ -59,6 +60,9 @@ def main() -> int:
                 prompt=request["prompt"],
                 max_tokens=request["max_tokens"],
                 temperature=request["temperature"],
+                top_p=request.get("top_p", 0.95),
+                repeat_penalty=request.get("repeat_penalty", 1.0),
+                seed=request.get("seed"),
                 stop=request["stop"] or None,
             )
             seconds = time.perf_counter() - started

@@ -261,7 +261,9 @@ def table(results: dict[str, Any]) -> str:
             f"g. local model ({g['runs']} runs each): stack {_fmt(g['stack_tokens_per_s'])} tok/s, "
             f"direct {_fmt(g['direct_tokens_per_s'])} tok/s, ratio {_fmt(g['ratio'])}; mean "
             f"seconds per page: stack {_fmt(g['stack_seconds_mean'])} (of which call_llm "
-            f"{_fmt(g['stack_call_llm_seconds_mean'])}), direct {_fmt(g['direct_seconds_mean'])}"
+            f"{_fmt(g['stack_call_llm_seconds_mean'])}), direct {_fmt(g['direct_seconds_mean'])}; "
+            f"seed {g.get('seed')}: the same page on both sides in "
+            f"{g.get('same_text_pairs', '?')} of {g['runs']} pairs"
         )
         if g.get("server_http_stream_tokens_per_s") is not None:
             lines.append(

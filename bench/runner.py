@@ -57,6 +57,10 @@ RESULTS = REPO / "bench" / "results"
 BENCH_USER, BENCH_PASSWORD = "bench-author", "bench-password-1234"
 TASK_QUEUE = "story-sprout-bench"
 LOCAL_TASK_QUEUE = "story-sprout-bench-local"
+# g compares like with like: one sampling seed and the same sampling knobs on every side, so the
+# stack, the server over HTTP and the direct call write the same page (a random page length
+# would otherwise decide the tokens/s ratio).
+LOCAL_SEED = 1234
 FAKE_MODEL = "openai/bench-fake"
 LOCAL_MODEL = "text-completion-openai/gemma-3-270m"
 # The server setting behind most of the floor (see docs/performance.md): the history service
@@ -237,6 +241,8 @@ def server_call(
         "prompt": prompt,
         "max_tokens": limits["max_tokens"],
         "temperature": limits["temperature"],
+        "top_p": limits.get("top_p", 0.95),
+        "seed": LOCAL_SEED,
         "stop": list(limits.get("stop", ())),
         "stream": stream,
     }
@@ -1051,12 +1057,15 @@ class Bench:
         if not installed:
             return {"skipped": f"the `local` extra is not installed: {reason}"}
         from django.test import override_settings
+        from llama_cpp.server.types import CreateCompletionRequest
 
         from ai.models import AiJob
         from ai.prompt_cleanup import GENERATION_LIMITS, clean_page_text
         from stories.models import Page
         from stories.services import request_page_text
 
+        # The stack's requests get the server's default; the direct call must use the same.
+        server_repeat_penalty = CreateCompletionRequest.model_fields["repeat_penalty"].default
         self.log("section g: starting the local model server")
         llm, url = start_local_llm(self.run_dir, self.env)
         self._track(llm)
@@ -1065,6 +1074,7 @@ class Bench:
             "AI_MODEL": LOCAL_MODEL,
             "AI_API_BASE": url,
             "AI_PROMPT_FAMILY": "completion",
+            "AI_SEED": str(LOCAL_SEED),
             "TEMPORAL_TASK_QUEUE": LOCAL_TASK_QUEUE,
         }
         worker = self._track(start_worker(self.run_dir, env, name="worker-local"))
@@ -1117,6 +1127,10 @@ class Bench:
                             "prompt": prompt,
                             "max_tokens": limits["max_tokens"],
                             "temperature": limits["temperature"],
+                            "top_p": limits.get("top_p", 0.95),
+                            # llama_cpp.server's default, which the stack's requests get
+                            "repeat_penalty": server_repeat_penalty,
+                            "seed": LOCAL_SEED,
                             "stop": list(limits.get("stop", ())),
                         }
                     )
@@ -1172,10 +1186,17 @@ class Bench:
             "method": (
                 "tokens of the cleaned page text (the model's own tokenizer) per second of "
                 "wall time; stack: request_page_text -> workflow result; direct: "
-                "Llama.create_completion on the same rendered prompt and limits"
+                "Llama.create_completion on the same rendered prompt, limits, sampling knobs "
+                "and seed"
             ),
+            "seed": LOCAL_SEED,
             "prompt_chars": len(prompt),
             "runs": len(stack_runs),
+            # With one seed both sides should write the same page; where they do not, the
+            # ratio also carries the difference in page length.
+            "same_text_pairs": sum(
+                s["text"] == d["text"] for s, d in zip(stack_runs, direct_runs, strict=True)
+            ),
             "stack_tokens_per_s": round(stack_tps, 2),
             "direct_tokens_per_s": round(direct_tps, 2),
             "direct_raw_tokens_per_s": round(raw_tps, 2),

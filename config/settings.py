@@ -158,6 +158,9 @@ AI_CONTEXT_TOKENS = env_int(
     env_int("LOCAL_LLM_N_CTX", 8192) if AI_MODEL == LOCAL_AI_MODEL else 0,
 )
 AI_RATE_LIMIT_PER_MINUTE = env_int("AI_RATE_LIMIT_PER_MINUTE", 10)
+# A fixed sampling seed makes a model that honours it (llama.cpp, OpenAI) answer the same prompt
+# the same way: for reproducing an author's report, and for like-for-like benchmarks. Empty = off.
+AI_SEED = env_str("AI_SEED", "")
 PROMPTS_DIR = BASE_DIR / "prompts"
 
 LOGGING = {

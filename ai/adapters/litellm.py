@@ -60,6 +60,7 @@ class CompletionRequest:
     temperature: float = 0.8
     top_p: float | None = None  # None: the model's default (some providers refuse both knobs)
     stop: tuple[str, ...] = ()
+    seed: int | None = None  # sampling seed, for models that honour one
     # Per network phase (connect, each read), as httpx counts it: a stream that keeps sending
     # is not cut off. The activity's start-to-close timeout bounds the whole call.
     timeout_s: float = 60.0
@@ -223,6 +224,8 @@ def _call_kwargs(request: CompletionRequest) -> dict[str, Any]:
         kwargs["stop"] = list(request.stop)
     if request.top_p is not None:
         kwargs["top_p"] = request.top_p
+    if request.seed is not None:
+        kwargs["seed"] = request.seed
     if request.api_base is not None:
         kwargs["api_base"] = request.api_base
     if request.api_key is not None:

@@ -152,6 +152,13 @@ def test_limits_and_stop_sequences_reach_the_server(
     body = llm.requests[0].body
     assert (body["max_tokens"], body["temperature"]) == (50, 0.2)
     assert body["stop"] == ["\n\n", "THE END"]
+    assert "seed" not in body  # no seed unless one is configured
+
+
+def test_a_configured_seed_reaches_the_server(run: Any, llm: FakeLLMServer, route: Route) -> None:
+    run(complete(make(llm.base_url, route, seed=7)))
+
+    assert llm.requests[0].body["seed"] == 7
 
 
 def test_streaming_reports_growing_text(run: Any, llm: FakeLLMServer, route: Route) -> None:
