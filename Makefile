@@ -71,7 +71,7 @@ test: lint pytest
 
 # The real-model tests (about a minute): the embedded Gemma through LiteLLM and the whole stack.
 test-local-llm: local-llm
-	@$(PY) -m pytest -m local_llm tests/test_local_llm.py
+	@LOCAL_LLM_REQUIRED=1 $(PY) -m pytest -m local_llm tests/test_local_llm.py
 
 # Debian's Chromium for the browser suite (Playwright's own browser download cannot work here).
 browser-deps:

