@@ -350,15 +350,14 @@ def page_job(request: HttpRequest, page_id: int, job_id: int) -> HttpResponse:
     """The editor polls this while a job runs. It answers the card: still generating (with the
     partial text), or finished (the new text, or the original text and a notification)."""
     page = selectors.page_for(request.user, page_id)
-    jobs = _recent_jobs(page)  # one read: the card and the decision below see the same state
-    job = next((j for j in jobs if j.pk == job_id), None)
-    if job is None:
-        raise Http404("No such job for this page.")
+    job = get_object_or_404(ai_services.jobs_for(Page, [page.pk]), pk=job_id)
     if not request.htmx:
         return redirect(f"{page.story.get_absolute_url()}#page-{page.pk}")
+    if job.is_active and request.GET.get("seen") == str(job.updated_at.timestamp()):
+        return HttpResponse(status=204)  # nothing new since the card the editor shows: 2 queries
+    jobs = _recent_jobs(page)  # one read: the card and the decision below see the same state
+    job = next(j for j in jobs if j.pk == job.pk)
     if job.is_active:
-        if request.GET.get("seen") == str(job.updated_at.timestamp()):
-            return HttpResponse(status=204)  # nothing new since the card the editor shows
         return _render_card(request, _card(page, jobs))
     response = _render_card(request, _card(page, jobs, editing=True, focus=True))
     stop = HttpResponseStopPolling(response.content, headers=dict(response.headers))

@@ -463,12 +463,16 @@ class TestGenerateViews:
 
 
 class TestPollingEconomy:
-    def test_unchanged_running_job_answers_204(self, author_client, story_page):
+    def test_unchanged_running_job_answers_204(
+        self, author_client, story_page, django_assert_max_num_queries
+    ):
         author_client.post(reverse("stories:page_generate", args=[story_page.pk]), **HX)
         job = AiJob.objects.get()
         url = reverse("stories:page_job", args=[story_page.pk, job.pk])
         seen = str(job.updated_at.timestamp())
-        assert author_client.get(url, {"seen": seen}, **HX).status_code == 204
+        # Every 200 ms per open editor: session, user, page, job, and nothing more.
+        with django_assert_max_num_queries(4):
+            assert author_client.get(url, {"seen": seen}, **HX).status_code == 204
         # The worker's writes bump updated_at (ai.services.record_partial); so does this one.
         AiJob.objects.filter(pk=job.pk).update(
             status="running", partial_text="Once", updated_at=timezone.now()
