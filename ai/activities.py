@@ -132,17 +132,20 @@ class AiActivities:
 
     @activity.defn(name="call_llm")
     async def call_llm(self, call: LlmCall) -> LlmResult:
-        info = activity.info()
+        if activity.info().is_local:
+            # The first attempt, inside the workflow task: a dead worker is noticed by the
+            # task's timeout, and there is no activity to heartbeat.
+            return await self._call_llm(call)
         # Heartbeat from the first moment: under load the database calls below can wait, and a
         # silent attempt would be timed out and retried by the server.
         ticker = asyncio.create_task(self._heartbeat_while_waiting())
         try:
-            return await self._call_llm(call, info.attempt)
+            return await self._call_llm(call)
         finally:
             ticker.cancel()
 
-    async def _call_llm(self, call: LlmCall, attempt: int) -> LlmResult:
-        page_number = await run_db(_start_attempt, call.job_id, attempt)
+    async def _call_llm(self, call: LlmCall) -> LlmResult:
+        page_number = await run_db(_start_attempt, call.job_id)
         limits = GENERATION_LIMITS[call.family]
         request = CompletionRequest(
             model=self.llm.model,
@@ -161,7 +164,6 @@ class AiActivities:
 
         async def on_text(text: str) -> None:
             nonlocal last_flush
-            activity.heartbeat()
             now = time.monotonic()
             if now - last_flush >= self.partial_interval_s:
                 last_flush = now
@@ -228,8 +230,8 @@ class AiActivities:
         return [self.render_prompt, self.call_llm, self.fail_job, self.cancel_job]
 
 
-def _start_attempt(job_id: int, attempt: int) -> int:
-    """Record the attempt and return the job's page number: one trip to a database thread."""
-    services.record_attempt(job_id, attempt=attempt)
+def _start_attempt(job_id: int) -> int:
+    """Count the attempt and return the job's page number: one trip to a database thread."""
+    services.record_attempt(job_id)
     payload = AiJob.objects.values_list("prompt_payload", flat=True).get(pk=job_id)
     return int(payload.get("page_number") or 1)

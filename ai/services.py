@@ -185,11 +185,12 @@ def mark_running(job_id: int, *, run_id: str, rendered_prompt: str, template_ver
     return job
 
 
-def record_attempt(job_id: int, *, attempt: int) -> None:
-    """Each call_llm attempt: the job's count follows Temporal's, and a retry starts from an
-    empty partial text (no two halves glued together)."""
+def record_attempt(job_id: int) -> None:
+    """Each model call attempt, local or ordinary (a first attempt re-run after a worker died is
+    one more call): the count is the calls made. A retry starts from an empty partial text (no
+    two halves glued together)."""
     AiJob.objects.filter(pk=job_id, status=Status.RUNNING).update(
-        attempts=attempt, partial_text="", updated_at=timezone.now()
+        attempts=F("attempts") + 1, partial_text="", updated_at=timezone.now()
     )
 
 

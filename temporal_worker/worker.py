@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WorkerOptions:
     # Model calls are async and mostly waiting, so many run at once; the thread pool serves the
-    # short database activities and must be at least as large as the activity slots.
+    # short database activities and must be at least as large as the activity slots. A model
+    # call's first attempt is a local activity, and its workflow task stays with this worker
+    # until the call ends: local-activity and workflow-task slots match the activity slots, or
+    # a burst of slow calls would queue behind a few dozen.
     max_concurrent_activities: int = 256
-    max_concurrent_local_activities: int = 64
-    max_concurrent_workflow_tasks: int = 64
+    max_concurrent_local_activities: int = 256
+    max_concurrent_workflow_tasks: int = 256
     graceful_shutdown_s: float = 30.0
 
 

@@ -45,11 +45,24 @@ LLM_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=20),
 )
+# Runs recorded before the first model attempt became local replay down the old path.
+LOCAL_FIRST_CALL_PATCH = "call-llm-first-attempt-local"
+
+
+def is_step_failure(err: BaseException) -> bool:
+    """An activity step failed (as opposed to a bug in this code). An ordinary activity's failure
+    arrives as ActivityError; a local activity's application error arrives bare (its timeout
+    wrapped), and workflow code raises no ApplicationError of its own inside the steps."""
+    return isinstance(err, (ActivityError, ApplicationError))
+
+
+def failure_cause(err: BaseException) -> BaseException:
+    return err.cause if isinstance(err, ActivityError) and err.cause is not None else err
 
 
 def describe_failure(err: BaseException) -> tuple[str, str]:
     """(human message, kind) for the job row, from the error an activity step raised."""
-    cause = err.cause if isinstance(err, ActivityError) else err
+    cause = failure_cause(err)
     if isinstance(cause, ApplicationError):
         return cause.message, cause.type or "error"
     if isinstance(cause, TimeoutError):
@@ -86,6 +99,52 @@ class GenerateText:
             retry_policy=DB_RETRY,
         )
 
+    async def _call_llm(self, inp: GenerateTextInput, call: LlmCall) -> LlmResult:
+        """The model call: the first attempt as a local activity, every retry as an ordinary one.
+
+        A first attempt that succeeds (nearly every click) costs no activity dispatch and no
+        second workflow task: render, call and attach finish in the workflow task that started.
+        It is as durable as an ordinary attempt: a worker that dies mid-call lets the workflow
+        task time out, and another worker runs the step again; a call longer than 80% of the
+        task timeout keeps the task alive by workflow-task heartbeats. What it gives up is the
+        pending activity in the UI while the call runs (its result or failure is a marker).
+        So anything unusual takes the ordinary path: retries, with Temporal's backoff, the
+        provider's Retry-After, heartbeats, and every attempt visible in the history.
+        """
+        t = inp.timeouts
+        started = workflow.now()
+        if inp.local_steps and workflow.patched(LOCAL_FIRST_CALL_PATCH):
+            try:
+                return await workflow.execute_local_activity(
+                    "call_llm",
+                    call,
+                    result_type=LlmResult,
+                    start_to_close_timeout=timedelta(seconds=t.llm_start_to_close_s),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except (ActivityError, ApplicationError) as err:
+                cause = failure_cause(err)
+                if is_cancelled_exception(err) or (
+                    isinstance(cause, ApplicationError) and cause.non_retryable
+                ):
+                    raise
+                # As Temporal would have waited before a second attempt.
+                delay = LLM_RETRY.initial_interval
+                if isinstance(cause, ApplicationError) and cause.next_retry_delay:
+                    delay = cause.next_retry_delay
+                workflow.logger.info("first model attempt failed; retrying as an activity")
+                await workflow.sleep(delay)
+        remaining = timedelta(seconds=t.llm_schedule_to_close_s) - (workflow.now() - started)
+        return await workflow.execute_activity(
+            "call_llm",
+            call,
+            result_type=LlmResult,
+            start_to_close_timeout=timedelta(seconds=t.llm_start_to_close_s),
+            heartbeat_timeout=timedelta(seconds=t.llm_heartbeat_s),
+            schedule_to_close_timeout=max(remaining, timedelta(seconds=1)),
+            retry_policy=LLM_RETRY,
+        )
+
     def _status(self, status: str) -> None:
         workflow.upsert_search_attributes([AI_JOB_STATUS.value_set(status)])
 
@@ -99,14 +158,8 @@ class GenerateText:
             )
             self._status("running")
             self._phase = "generating"
-            result: LlmResult = await workflow.execute_activity(
-                "call_llm",
-                LlmCall(job_id=inp.job_id, prompt=spec.prompt, family=spec.family),
-                result_type=LlmResult,
-                start_to_close_timeout=timedelta(seconds=t.llm_start_to_close_s),
-                heartbeat_timeout=timedelta(seconds=t.llm_heartbeat_s),
-                schedule_to_close_timeout=timedelta(seconds=t.llm_schedule_to_close_s),
-                retry_policy=LLM_RETRY,
+            result = await self._call_llm(
+                inp, LlmCall(job_id=inp.job_id, prompt=spec.prompt, family=spec.family)
             )
             self._phase = "attaching"
             attached: AttachResult = await self._db_step(
@@ -122,7 +175,7 @@ class GenerateText:
                 await self._db_step("cancel_job", inp.job_id, None, t.attach_s, True)
                 self._status("cancelled")
                 raise
-            if not isinstance(err, ActivityError):
+            if not is_step_failure(err):
                 raise  # a bug in this code: fail the workflow task so a fix can resume the run
             message, kind = describe_failure(err)
             self._phase = "failed"
