@@ -141,3 +141,19 @@ def activity_steps(events: list[dict[str, Any]]) -> list[str]:
             data = marker["details"]["data"]["payloads"][0]["data"]
             steps.append(json.loads(base64.b64decode(data))["activity_type"])
     return steps
+
+
+def local_call_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The failure of the model call's first attempt (a local activity), from its marker; None
+    when that attempt succeeded or there was none."""
+    import base64
+    import json
+
+    for event in events:
+        marker = event.get("markerRecordedEventAttributes")
+        if not marker or marker.get("markerName") != "core_local_activity":
+            continue
+        data = marker["details"]["data"]["payloads"][0]["data"]
+        if json.loads(base64.b64decode(data))["activity_type"] == "call_llm":
+            return marker.get("failure")
+    return None

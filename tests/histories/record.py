@@ -85,8 +85,9 @@ class Scenario:
             self.llm_started.set()
             if self.llm_errors:
                 raise self.llm_errors.pop(0)
-            while self.llm_hangs:  # until cancelled: heartbeats carry the cancellation here
-                activity.heartbeat()
+            while self.llm_hangs:  # until cancelled (a local attempt has no heartbeat to send)
+                if not activity.info().is_local:
+                    activity.heartbeat()
                 await asyncio.sleep(0.1)
             return LlmResult(
                 text=TEXT,
