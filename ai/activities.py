@@ -25,6 +25,7 @@ from ai.adapters.litellm import (
     complete,
     context_window,
     count_tokens,
+    price_unknown_model_at_zero,
 )
 from ai.db import db_activity, run_db
 from ai.models import AiJob
@@ -81,11 +82,23 @@ class AiActivities:
         self.llm = llm
         self.partial_interval_s = partial_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s
+        mode = "completion" if llm.model.startswith("text-completion") else "chat"
+        if price_unknown_model_at_zero(llm.model, mode):
+            log.info("LiteLLM has no price for %s: its calls are recorded at cost 0", llm.model)
 
     @activity.defn(name="render_prompt")
     @db_activity
     def render_prompt(self, job_id: int) -> PromptSpec:
         job = AiJob.objects.get(pk=job_id)
+        if job.status == AiJob.Status.SUCCEEDED:
+            # The workflow task that finished this job is being run again (its completion never
+            # reached Temporal, e.g. the server was down): answer as the first try did.
+            return PromptSpec(
+                prompt=job.rendered_prompt,
+                family=FAMILY_FOR_TEMPLATE.get(job.template_key, "chat"),
+                template_key=job.template_key,
+                template_version=job.template_version,
+            )
         if job.status not in AiJob.ACTIVE_STATUSES:
             raise ApplicationError(
                 f"This job is already {job.get_status_display().lower()}.",
@@ -145,7 +158,9 @@ class AiActivities:
             ticker.cancel()
 
     async def _call_llm(self, call: LlmCall) -> LlmResult:
-        page_number = await run_db(_start_attempt, call.job_id)
+        page_number, finished = await run_db(_start_attempt, call.job_id)
+        if finished is not None:
+            return finished  # a re-run of the task that already attached this answer
         limits = GENERATION_LIMITS[call.family]
         request = CompletionRequest(
             model=self.llm.model,
@@ -160,7 +175,9 @@ class AiActivities:
             seed=self.llm.seed,
             timeout_s=self.llm.timeout_s,
         )
-        last_flush = 0.0
+        # The first partial text is written one interval into the call: a reply that is
+        # complete by then is written once, by record_completion (no extra database trip).
+        last_flush = time.monotonic()
 
         async def on_text(text: str) -> None:
             nonlocal last_flush
@@ -169,7 +186,13 @@ class AiActivities:
                 last_flush = now
                 # Raw but trimmed: the final cleanup (cut at a half sentence, add a full stop)
                 # would misrepresent text that is still arriving.
-                await run_db(services.record_partial, call.job_id, text=text.strip())
+                if not await run_db(services.record_partial, call.job_id, text=text.strip()):
+                    # Stop was pressed: end the call now rather than when the cancellation
+                    # reaches this attempt (a local one hears of it only at the workflow
+                    # task's next heartbeat); the row records it as stopped.
+                    raise ApplicationError(
+                        "Generation was stopped.", type="cancel_requested", non_retryable=True
+                    )
 
         try:
             completion = await complete(request, on_text=on_text if self.llm.stream else None)
@@ -230,8 +253,28 @@ class AiActivities:
         return [self.render_prompt, self.call_llm, self.fail_job, self.cancel_job]
 
 
-def _start_attempt(job_id: int) -> int:
-    """Count the attempt and return the job's page number: one trip to a database thread."""
+def _start_attempt(job_id: int) -> tuple[int, LlmResult | None]:
+    """The job's page number, and its recorded answer if the job already succeeded (the task is
+    being run again); otherwise count the attempt. One trip to a database thread."""
+    job = AiJob.objects.only(
+        "status",
+        "prompt_payload",
+        "output_text",
+        "model_name",
+        "prompt_tokens",
+        "completion_tokens",
+        "usage_tokens",
+        "cost_usd",
+    ).get(pk=job_id)
+    page_number = int(job.prompt_payload.get("page_number") or 1)
+    if job.status == AiJob.Status.SUCCEEDED:
+        return page_number, LlmResult(
+            text=job.output_text,
+            model=job.model_name,
+            prompt_tokens=job.prompt_tokens or 0,
+            completion_tokens=job.completion_tokens or 0,
+            total_tokens=job.usage_tokens or 0,
+            cost_usd=str(job.cost_usd),
+        )
     services.record_attempt(job_id)
-    payload = AiJob.objects.values_list("prompt_payload", flat=True).get(pk=job_id)
-    return int(payload.get("page_number") or 1)
+    return page_number, None

@@ -7,6 +7,7 @@ sampler reads the job's status and the page's text in ONE statement the whole ti
 ever sees a succeeded job on a page without its text.
 """
 
+import asyncio
 import threading
 import time
 
@@ -116,3 +117,31 @@ def test_an_attach_step_run_twice_attaches_once(stack):
     assert again.applied is True
     page.refresh_from_db()
     assert page.content == TEXT
+
+
+def test_the_whole_task_run_again_after_the_job_finished_changes_nothing(stack, llm_config):
+    """The three steps share one workflow task; when its completion never reached Temporal (the
+    server was down), the task runs again from the start. Render and the model call then answer
+    from the job row, as the first try did: no transition refused, no second model call."""
+    from temporalio.testing import ActivityEnvironment
+
+    from ai.activities import AiActivities
+    from ai.workflows.types import LlmCall
+
+    page = PageFactory(content="")
+    stack.llm.script(Reply(text=TEXT))
+    job = stack.wait(services.request_page_text(page=page, user=page.story.owner))
+    requests = len(completion_requests(stack.llm))
+    steps = AiActivities(llm_config)
+    env = ActivityEnvironment()
+
+    spec = env.run(steps.render_prompt, job.pk)
+    assert (spec.prompt, spec.template_key) == (job.rendered_prompt, job.template_key)
+    call = LlmCall(job_id=job.pk, prompt=spec.prompt, family="chat")
+    answer = asyncio.run(env.run(steps.call_llm, call))
+    assert (answer.text, answer.total_tokens) == (TEXT, job.usage_tokens)
+
+    assert len(completion_requests(stack.llm)) == requests  # the model was not asked again
+    job.refresh_from_db()
+    page.refresh_from_db()
+    assert (job.status, job.attempts, page.content) == (AiJob.Status.SUCCEEDED, 1, TEXT)
