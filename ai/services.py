@@ -194,10 +194,13 @@ def record_attempt(job_id: int) -> None:
     )
 
 
-def record_partial(job_id: int, *, text: str) -> None:
-    AiJob.objects.filter(pk=job_id, status=Status.RUNNING).update(
-        partial_text=text, updated_at=timezone.now()
-    )
+def record_partial(job_id: int, *, text: str) -> bool:
+    """The text so far; False when the job is no longer to be written (the author pressed Stop,
+    or it finished): the model call should stop too."""
+    updated = AiJob.objects.filter(
+        pk=job_id, status=Status.RUNNING, cancel_requested_at__isnull=True
+    ).update(partial_text=text, updated_at=timezone.now())
+    return updated == 1
 
 
 def record_completion(

@@ -187,3 +187,30 @@ class TestOnTheDevServer:
         with pytest.raises(WorkflowFailureError):
             stack.temporal.run(handle.result())
         assert stack.temporal.run(handle.describe()).status.name == "CANCELED"
+
+    def test_stop_while_the_text_streams_ends_the_model_call_at_once(self, stack, client):
+        # 60 words at 0.2 s each: a 12 s reply. The first attempt runs inside the workflow
+        # task, which hears of a cancellation only at its next heartbeat (~8 s); the call's own
+        # partial-text write sees the Stop instead, within one flush.
+        words = [f"word{i} " for i in range(60)]
+        stack.llm.script(Reply(chunks=words, chunk_delay=0.2))
+        page = PageFactory(content="keep me")
+        job = services.request_page_text(page=page, user=page.story.owner)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.partial_text:
+                break
+            time.sleep(0.05)
+        assert job.partial_text.startswith("word0"), "the text never started to stream"
+        client.force_login(page.story.owner)
+        stopped = time.monotonic()
+        response = client.post(reverse("stories:page_stop", args=[page.pk, job.pk]), **HX)
+        assert response.status_code == 200
+
+        job = stack.wait(job, timeout=20)
+        page.refresh_from_db()
+        assert job.status == AiJob.Status.CANCELLED
+        assert page.content == "keep me"
+        assert time.monotonic() - stopped < 3  # not the 8 s heartbeat, nor the 12 s reply
+        assert "word59" not in job.partial_text
