@@ -579,3 +579,27 @@ def context_window(model: str, default: int) -> int:
     except Exception:  # noqa: BLE001 - unknown models raise; the default is the answer
         return default
     return int(info.get("max_input_tokens") or info.get("max_tokens") or default)
+
+
+def price_unknown_model_at_zero(model: str, mode: Literal["chat", "completion"]) -> bool:
+    """Enter a model LiteLLM's price map does not know (a local or self-hosted one) at zero cost,
+    which is what its calls are recorded at anyway. True when it was unknown.
+
+    LiteLLM prices every call three times (for its logging, for the response's hidden
+    parameters, and ours); for an unknown model each look-up fails through its fallbacks and
+    raises, ~4 ms of CPU a call. Known models are left as they are."""
+    try:
+        litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001 - unknown models raise
+        litellm.register_model(
+            {
+                model: {
+                    "input_cost_per_token": 0.0,
+                    "output_cost_per_token": 0.0,
+                    "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
+                    "mode": mode,
+                }
+            }
+        )
+        return True
+    return False
