@@ -32,8 +32,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && rm /tmp/requirements.txt
 
 # Then the project itself (.dockerignore keeps virtualenvs, caches, data and secrets out).
+# compileall: the code runs from /app, which PYTHONDONTWRITEBYTECODE and the read-only owner
+# keep free of bytecode; without it the worker's workflow sandbox, which imports the workflow
+# module afresh for every run, would compile it from source every time (~3 ms a run).
 COPY . .
 RUN pip install --no-deps . \
+    && python -m compileall -q /app \
     && rm -rf build ./*.egg-info \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home app \

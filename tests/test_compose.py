@@ -388,6 +388,9 @@ def test_dockerfile_is_python_311_slim_installs_the_project_and_runs_as_non_root
     assert "slim" in froms[0]
     runs = " ".join(args for op, args in instructions if op == "RUN")
     assert re.search(r"pip install (--no-deps )?\.(\s|$)", runs)
+    # The code runs from /app with PYTHONDONTWRITEBYTECODE: compiled once in the image, or the
+    # worker's sandbox compiles the workflow module for every run.
+    assert "compileall" in runs and "/app" in runs.split("compileall", 1)[1].split("&&")[0]
     users = [args.strip() for op, args in instructions if op == "USER"]
     assert users, "no USER: the container would run as root"
     assert users[-1].split(":")[0] not in ("root", "0")
