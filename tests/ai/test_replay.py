@@ -21,6 +21,7 @@ from ai.replay import HistoryFormatError, load_history, load_history_file, repla
 from ai.workflows.text import GenerateText
 from ai.workflows.types import GenerateTextInput, GenerateTextResult, LlmCall, LlmResult
 from tests.histories.record import PATHS
+from tests.temporal_harness import activity_steps, local_call_failure
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -89,44 +90,70 @@ def test_recorded_histories_took_the_paths_they_are_named_for():
     def last(path: str) -> str:
         return _events(path)[-1]["eventType"]
 
-    assert last("success") == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
-    assert last("retried") == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
-    assert last("failed") == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"
-    assert last("cancelled") == "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED"
-    # Retries of an activity leave one started event, carrying the last attempt's number.
-    attempts = [
-        e["activityTaskStartedEventAttributes"]["attempt"]
-        for e in _events("retried")
-        if "activityTaskStartedEventAttributes" in e
-    ]
-    assert attempts == [3]
-    failure = next(e for e in _events("failed") if "activityTaskFailedEventAttributes" in e)
+    for version in ("", ".v1"):
+        assert last(f"success{version}") == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+        assert last(f"retried{version}") == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+        assert last(f"failed{version}") == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"
+        assert last(f"cancelled{version}") == "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED"
+
+    # Now: the whole job in the first workflow task, the model call's first attempt a marker.
+    assert activity_steps(_events("success")) == ["render_prompt", "call_llm", "attach_page_text"]
+    completed = [e for e in _events("success") if "workflowTaskCompletedEventAttributes" in e]
+    assert len(completed) == 1
+    # A retry: the failed local attempt, the backoff as a timer, then the ordinary activity, whose
+    # one started event carries its last attempt's number.
+    assert _started_attempts("retried") == [2]
+    failure = local_call_failure(_events("retried"))
+    assert failure["applicationFailureInfo"] == {"type": "server_error"}
+    assert any("timerStartedEventAttributes" in e for e in _events("retried"))
+    failure = local_call_failure(_events("failed"))
+    assert failure["applicationFailureInfo"] == {"type": "auth", "nonRetryable": True}
+    assert "canceledFailureInfo" in local_call_failure(_events("cancelled"))
+
+    # v1 (before the first attempt was local): the model call an ordinary activity throughout.
+    assert _started_attempts("retried.v1") == [3]
+    failure = next(e for e in _events("failed.v1") if "activityTaskFailedEventAttributes" in e)
     info = failure["activityTaskFailedEventAttributes"]["failure"]["applicationFailureInfo"]
     assert info == {"type": "auth", "nonRetryable": True}
-    assert any("activityTaskCancelRequestedEventAttributes" in e for e in _events("cancelled"))
+    assert any("activityTaskCancelRequestedEventAttributes" in e for e in _events("cancelled.v1"))
 
 
-@pytest.mark.parametrize(
-    ("variant", "event_id", "named"),
-    [
-        (CallsTheModelFirst, 5, "render_prompt"),
-        (AuditsFirst, 5, "'audit_job'"),
-    ],
-)
-@pytest.mark.parametrize("path", PATHS)
-def test_an_incompatible_change_is_caught_at_the_diverging_event(path, variant, event_id, named):
+def _started_attempts(path: str) -> list[int]:
+    """Retries of an activity leave one started event, carrying the last attempt's number."""
+    return [
+        e["activityTaskStartedEventAttributes"]["attempt"]
+        for e in _events(path)
+        if "activityTaskStartedEventAttributes" in e
+    ]
+
+
+# What the SDK reports at the diverging event: a nondeterminism error naming the mismatched
+# step, except for an inserted local activity replayed against a run that finished in its
+# first workflow task (the current success path). There the SDK matches the new step to the
+# render marker and fails on the render step's missing result instead: still at event 5.
+def expected_report(path: str, variant: type) -> tuple[str, ...]:
+    if variant is CallsTheModelFirst:
+        return ("Nondeterminism", "render_prompt")
+    if path == "success":
+        return ("Failed decoding arguments",)
+    return ("Nondeterminism", "'audit_job'")
+
+
+@pytest.mark.parametrize("variant", [CallsTheModelFirst, AuditsFirst], ids=lambda v: v.__name__)
+@pytest.mark.parametrize("path", [f"{p}{v}" for v in ("", ".v1") for p in PATHS])
+def test_an_incompatible_change_is_caught_at_the_diverging_event(path, variant):
     outcome = replay_history(load_history_file(HISTORIES / f"{path}.json"), workflows=[variant])
 
     assert not outcome.ok
-    assert outcome.event_id == event_id
+    assert outcome.event_id == 5
     # Event 5 is the render_prompt step the history recorded where the new code does otherwise.
     assert "at event 5 (MarkerRecorded local activity render_prompt)" in outcome.message
-    assert "Nondeterminism" in outcome.message
-    assert named in outcome.message
+    for words in expected_report(path, variant):
+        assert words in outcome.message
 
 
 def test_a_patched_change_replays_old_histories():
-    for path in PATHS:
+    for path in [f"{p}{v}" for v in ("", ".v1") for p in PATHS]:
         outcome = replay_history(
             load_history_file(HISTORIES / f"{path}.json"), workflows=[AuditsFirstPatched]
         )
@@ -169,8 +196,9 @@ def test_unreadable_histories_say_why():
 
 
 def _tampered(tmp_path: Path) -> Path:
-    """The success history as if an older code had named the model step differently."""
-    events = _events("success")
+    """A success history (v1: the model call an ordinary activity) as if an older code had
+    named the model step differently."""
+    events = _events("success.v1")
     scheduled = next(e for e in events if "activityTaskScheduledEventAttributes" in e)
     scheduled["activityTaskScheduledEventAttributes"]["activityType"]["name"] = "call_model"
     path = tmp_path / "old.json"
