@@ -41,8 +41,7 @@ def main() -> int:
     from llama_cpp import Llama
 
     serve = _serve_module()
-    default_threads = getattr(serve, "DEFAULT_THREADS", getattr(serve, "N_THREADS", 2))
-    threads = int(os.environ.get("LOCAL_LLM_THREADS", default_threads))
+    threads = int(os.environ.get("LOCAL_LLM_THREADS", serve.DEFAULT_THREADS))
     llm = Llama(
         model_path=str(serve.model_path()),
         n_ctx=int(os.environ.get("LOCAL_LLM_N_CTX", serve.DEFAULT_N_CTX)),

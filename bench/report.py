@@ -260,8 +260,9 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"g. local model ({g['runs']} runs each): stack {_fmt(g['stack_tokens_per_s'])} tok/s, "
             f"direct {_fmt(g['direct_tokens_per_s'])} tok/s, ratio {_fmt(g['ratio'])}; mean "
-            f"seconds per page: stack {_fmt(g['stack_seconds_mean'])} (of which call_llm "
-            f"{_fmt(g['stack_call_llm_seconds_mean'])}), direct {_fmt(g['direct_seconds_mean'])}; "
+            f"seconds per page: stack {_fmt(g['stack_seconds_mean'])} (of which model call and "
+            f"attach {_fmt(g['stack_call_and_attach_seconds_mean'])}), direct "
+            f"{_fmt(g['direct_seconds_mean'])}; "
             f"seed {g.get('seed')}: the same page on both sides in "
             f"{g.get('same_text_pairs', '?')} of {g['runs']} pairs"
         )

@@ -12,7 +12,7 @@ Environment:
     LOCAL_LLM_PORT        port to listen on (default 8088)
     LOCAL_LLM_HOST        address to bind (default 127.0.0.1; a container may need 0.0.0.0)
     LOCAL_LLM_N_CTX       context window in tokens (default 8192, see DEFAULT_N_CTX below)
-    LOCAL_LLM_THREADS     CPU threads for llama.cpp (default 2)
+    LOCAL_LLM_THREADS     CPU threads for llama.cpp (default: all cores but one, at least one)
     LOCAL_LLM_MODEL_PATH  serve this .gguf instead of the packaged Gemma 3 270M
 
 Only the standard library, the model package and llama_cpp (with its [server] extra) are used.
@@ -39,7 +39,11 @@ DEFAULT_HOST = "127.0.0.1"
 # does not fit fails fast with a 400 (LiteLLM's ContextWindowExceededError) instead of silently
 # losing the start of the story.
 DEFAULT_N_CTX = 8192
-DEFAULT_THREADS = 2
+# All cores but one: the site, the worker and Temporal stream every token on the one left. On
+# the 2-core development machine one thread was faster than two for this 270M model even alone
+# (1.23 against 1.35 s a page, the library called directly) and through the whole stack (1.34
+# against 1.57 s): see docs/performance.md, section g.
+DEFAULT_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 MISSING_HELP = """\
 [local-llm] The embedded local model is not installed (missing: {missing}).
