@@ -157,3 +157,13 @@ def local_call_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:
         if json.loads(base64.b64decode(data))["activity_type"] == "call_llm":
             return marker.get("failure")
     return None
+
+
+def activity_started(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ActivityTaskStarted attributes in order: Temporal records one per activity, for its
+    last attempt (`attempt`, `lastFailure`, `identity`)."""
+    return [
+        e["activityTaskStartedEventAttributes"]
+        for e in events
+        if "activityTaskStartedEventAttributes" in e
+    ]

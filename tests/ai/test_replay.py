@@ -21,7 +21,7 @@ from ai.replay import HistoryFormatError, load_history, load_history_file, repla
 from ai.workflows.text import GenerateText
 from ai.workflows.types import GenerateTextInput, GenerateTextResult, LlmCall, LlmResult
 from tests.histories.record import PATHS
-from tests.temporal_harness import activity_steps, local_call_failure
+from tests.temporal_harness import activity_started, activity_steps, local_call_failure
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -120,11 +120,7 @@ def test_recorded_histories_took_the_paths_they_are_named_for():
 
 def _started_attempts(path: str) -> list[int]:
     """Retries of an activity leave one started event, carrying the last attempt's number."""
-    return [
-        e["activityTaskStartedEventAttributes"]["attempt"]
-        for e in _events(path)
-        if "activityTaskStartedEventAttributes" in e
-    ]
+    return [started["attempt"] for started in activity_started(_events(path))]
 
 
 # What the SDK reports at the diverging event: a nondeterminism error naming the mismatched

@@ -23,7 +23,7 @@ from tests.conftest import FAKE_API_KEY
 from tests.factories import PageFactory, StoryFactory, UserFactory
 from tests.fakes.llm_server import DEFAULT_TEXT, FakeLLMServer, Fault, Hang, Malformed, Reply, Reset
 from tests.faults.conftest import completion_requests
-from tests.temporal_harness import activity_steps, local_call_failure
+from tests.temporal_harness import activity_started, activity_steps, local_call_failure
 
 pytestmark = [pytest.mark.temporal, pytest.mark.django_db(transaction=True)]
 TEXT = "The fox carried the lantern home through the snow."
@@ -34,11 +34,7 @@ def _history(stack, job) -> tuple[dict | None, list[dict]]:
     activity attempts after it (Temporal keeps one, for the last attempt)."""
     stack.temporal.result(job.workflow_id)  # the run is complete: its history is final
     events = json.loads(stack.temporal.history_json(job.workflow_id))["events"]
-    started = [
-        e["activityTaskStartedEventAttributes"]
-        for e in events
-        if "activityTaskStartedEventAttributes" in e
-    ]
+    started = activity_started(events)
     return local_call_failure(events), started
 
 

@@ -17,7 +17,7 @@ from tests.conftest import FAKE_API_KEY
 from tests.factories import PageFactory
 from tests.fakes.llm_server import Fault, Hang, Reply
 from tests.faults.conftest import completion_requests, wait_for
-from tests.temporal_harness import activity_steps, local_call_failure
+from tests.temporal_harness import activity_started, activity_steps, local_call_failure
 
 pytestmark = [pytest.mark.temporal, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -104,11 +104,7 @@ def test_worker_sigkilled_during_a_retry_is_noticed_by_heartbeat_and_attaches_on
     events = json.loads(temporal.history_json(job.workflow_id))["events"]
     assert activity_steps(events) == ["render_prompt", "call_llm", "call_llm", "attach_page_text"]
     assert local_call_failure(events)["applicationFailureInfo"]["type"] == "server_error"
-    (started,) = [
-        e["activityTaskStartedEventAttributes"]
-        for e in events
-        if "activityTaskStartedEventAttributes" in e
-    ]
+    (started,) = activity_started(events)
     assert started["attempt"] == 2
     # Activity attempt 1 ended by heartbeat timeout (the dead worker stopped heartbeating) ...
     assert started["lastFailure"]["timeoutFailureInfo"]["timeoutType"] == "TIMEOUT_TYPE_HEARTBEAT"

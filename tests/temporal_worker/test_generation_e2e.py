@@ -10,7 +10,7 @@ from stories import services
 from tests.conftest import FAKE_API_KEY
 from tests.factories import PageFactory, StoryFactory, UserFactory
 from tests.fakes.llm_server import Fault, Reply
-from tests.temporal_harness import activity_steps, local_call_failure
+from tests.temporal_harness import activity_started, activity_steps, local_call_failure
 
 pytestmark = [pytest.mark.temporal, pytest.mark.django_db(transaction=True)]
 
@@ -109,11 +109,7 @@ def test_two_503s_then_success_records_three_attempts(stack):
     events = _history_events(stack, job)
     # Attempt 1 was local (its failure is on its marker); 2 and 3 the activity's attempts.
     assert local_call_failure(events)["applicationFailureInfo"]["type"] == "server_error"
-    (started,) = [
-        e["activityTaskStartedEventAttributes"]
-        for e in events
-        if "activityTaskStartedEventAttributes" in e
-    ]
+    (started,) = activity_started(events)
     assert started["attempt"] == 2
     assert started["lastFailure"]["applicationFailureInfo"]["type"] == "server_error"
 
