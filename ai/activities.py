@@ -32,7 +32,7 @@ from ai.models import AiJob
 from ai.prompt_budget import Budget, fit_context
 from ai.prompt_cleanup import GENERATION_LIMITS, clean_page_text
 from ai.prompts import TEMPLATE_FOR_FAMILY, PromptError
-from ai.workflows.types import JobFailure, LlmCall, LlmResult, PromptSpec
+from ai.workflows.types import STOPPED_KIND, JobFailure, LlmCall, LlmResult, PromptSpec
 
 log = logging.getLogger(__name__)
 FAMILY_FOR_TEMPLATE = {key: family for family, key in TEMPLATE_FOR_FAMILY.items()}
@@ -191,7 +191,7 @@ class AiActivities:
                     # reaches this attempt (a local one hears of it only at the workflow
                     # task's next heartbeat); the row records it as stopped.
                     raise ApplicationError(
-                        "Generation was stopped.", type="cancel_requested", non_retryable=True
+                        "Generation was stopped.", type=STOPPED_KIND, non_retryable=True
                     )
 
         try:

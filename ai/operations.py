@@ -123,9 +123,11 @@ def cancel_job(job: AiJob) -> str:
     """Stop an active job; returns what was done, for people.
 
     The stop is recorded on the row first (`services.request_cancel`): from then on the attach
-    step refuses to write, even if Temporal cannot be reached now. A running workflow is then
-    asked to cancel: it stops the model call (through its heartbeats) and its own `cancel_job`
-    step marks the row, so the row turns `cancelled` a moment later. A job whose workflow never
+    step refuses to write, even if Temporal cannot be reached now, and a model call that is
+    streaming ends at its next partial-text write. A running workflow is then asked to cancel:
+    the request reaches a retry's model call through its heartbeats, a first (local) attempt at
+    the workflow task's next heartbeat (~8 s), and the run's `cancel_job` step marks the row
+    `cancelled`. A job whose workflow never
     started (Temporal was down when it was requested) is marked here; if the reconciler starts it
     meanwhile, its first step finds the job finished and stops."""
     job = AiJob.objects.get(pk=job.pk)

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from ai import services as ai_services
 from ai.db import db_activity
 from ai.models import AiJob
-from ai.workflows.types import AttachInput, AttachResult
+from ai.workflows.types import STOPPED_KIND, AttachInput, AttachResult
 from stories.models import Page
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def attach_page_text(inp: AttachInput) -> AttachResult:
         if job.cancel_requested_at is not None:
             raise ApplicationError(
                 "Generation was stopped; nothing was attached.",
-                type="cancel_requested",
+                type=STOPPED_KIND,
                 non_retryable=True,
             )
         page = Page.objects.select_for_update().filter(pk=job.target_object_id).first()

@@ -21,6 +21,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from ai.workflows.types import (
         AI_JOB_STATUS,
+        STOPPED_KIND,
         AttachInput,
         AttachResult,
         GenerateTextInput,
@@ -47,6 +48,9 @@ LLM_RETRY = RetryPolicy(
 )
 # Runs recorded before the first model attempt became local replay down the old path.
 LOCAL_FIRST_CALL_PATCH = "call-llm-first-attempt-local"
+# The patch that made AiJobStatus say "cancelled" for a step stopped by the author (it said
+# "failed" before).
+STOPPED_STATUS_PATCH = "stopped-status-cancelled"
 
 
 def is_step_failure(err: BaseException) -> bool:
@@ -186,7 +190,10 @@ class GenerateText:
                 t.attach_s,
                 True,
             )
-            self._status("failed")
+            # A step that refused because the author pressed Stop: fail_job recorded the job as
+            # cancelled, and the search attribute says the same.
+            stopped = kind == STOPPED_KIND and workflow.patched(STOPPED_STATUS_PATCH)
+            self._status("cancelled" if stopped else "failed")
             raise ApplicationError(message, type=kind, non_retryable=True) from err
         self._phase = "succeeded"
         self._status("succeeded")

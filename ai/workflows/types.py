@@ -21,6 +21,9 @@ AI_JOB_TYPE = SearchAttributeKey.for_keyword("AiJobType")
 AI_JOB_STATUS = SearchAttributeKey.for_keyword("AiJobStatus")
 SEARCH_ATTRIBUTES = (AI_JOB_ID, STORY_ID, PAGE_ID, AI_JOB_TYPE, AI_JOB_STATUS)
 
+# The failure kind of a step that refuses, or stops, because the author pressed Stop.
+STOPPED_KIND = "cancel_requested"
+
 
 @dataclass
 class StepTimeouts:
@@ -40,7 +43,8 @@ class GenerateTextInput:
     # Activity that applies the text to its target; named by the owning app so `ai` never
     # imports it (stories registers "attach_page_text").
     attach_activity: str
-    # Short, idempotent database steps run as local activities (see docs/architecture.md).
+    # Local activities for the short, idempotent database steps and the model call's first
+    # attempt (see docs/architecture.md); False: every step an ordinary activity.
     local_steps: bool = True
     timeouts: StepTimeouts = field(default_factory=StepTimeouts)
 

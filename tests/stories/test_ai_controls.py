@@ -10,6 +10,7 @@ from django.utils import timezone
 from temporalio.client import WorkflowFailureError
 
 from ai.models import AiJob
+from ai.workflows.types import AI_JOB_STATUS
 from stories import services
 from tests.factories import PageFactory, UserFactory
 from tests.fakes.llm_server import Hang, Reply
@@ -214,3 +215,10 @@ class TestOnTheDevServer:
         assert page.content == "keep me"
         assert time.monotonic() - stopped < 3  # not the 8 s heartbeat, nor the 12 s reply
         assert "word59" not in job.partial_text
+        # The run says so too, whichever reached it first: the cancellation, or the call's
+        # refusal (the row is finished a moment before the run closes).
+        handle = stack.temporal.client.get_workflow_handle(job.workflow_id)
+        with pytest.raises(WorkflowFailureError):
+            stack.temporal.run(handle.result())
+        described = stack.temporal.run(handle.describe())
+        assert described.typed_search_attributes.get(AI_JOB_STATUS) == "cancelled"

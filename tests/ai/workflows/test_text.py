@@ -16,6 +16,8 @@ from temporalio.worker import Worker
 
 from ai.workflows.text import LLM_RETRY, GenerateText
 from ai.workflows.types import (
+    AI_JOB_STATUS,
+    STOPPED_KIND,
     AttachInput,
     AttachResult,
     GenerateTextInput,
@@ -235,6 +237,24 @@ def test_a_step_that_refuses_records_its_message_on_the_job(temporal, local_step
     assert isinstance(result.cause, ApplicationError)
     assert result.cause.type == "target_deleted"
     assert fakes.failures == [JobFailure(job_id=13, message=refusal, kind="target_deleted")]
+
+
+def test_a_step_stopped_by_the_author_leaves_the_run_tagged_cancelled(temporal):
+    # The model call saw the Stop on the job row before any cancellation reached the run.
+    fakes = Fakes(
+        llm_failures=[
+            ApplicationError("Generation was stopped.", type=STOPPED_KIND, non_retryable=True)
+        ]
+    )
+    inp = GenerateTextInput(job_id=14, attach_activity="attach_page_text", timeouts=FAST)
+    result, handle = temporal.run(_run(temporal.client, fakes, inp))
+    assert isinstance(result, WorkflowFailureError)
+    assert fakes.calls == ["render_prompt", "call_llm(local)", "fail_job"]
+    assert fakes.failures == [
+        JobFailure(job_id=14, message="Generation was stopped.", kind=STOPPED_KIND)
+    ]
+    described = temporal.run(handle.describe())
+    assert described.typed_search_attributes.get(AI_JOB_STATUS) == "cancelled"
 
 
 def test_attach_activity_name_comes_from_the_input(temporal):
