@@ -25,7 +25,6 @@ from ai.adapters.litellm import (
     complete,
     context_window,
     count_tokens,
-    price_unknown_model_at_zero,
 )
 from ai.db import db_activity, run_db
 from ai.models import AiJob
@@ -82,9 +81,6 @@ class AiActivities:
         self.llm = llm
         self.partial_interval_s = partial_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s
-        mode = "completion" if llm.model.startswith("text-completion") else "chat"
-        if price_unknown_model_at_zero(llm.model, mode):
-            log.info("LiteLLM has no price for %s: its calls are recorded at cost 0", llm.model)
 
     @activity.defn(name="render_prompt")
     @db_activity

@@ -349,7 +349,17 @@ def _as_int(value: object) -> int:
     return max(0, int(value)) if isinstance(value, int | float) else 0
 
 
+# Models LiteLLM's price map does not know (a local or self-hosted one): the failed look-up costs
+# ~2 ms of CPU a call, and the map is local and fixed for the process
+# (LITELLM_LOCAL_MODEL_COST_MAP). Registering such a model at zero cost with
+# litellm.register_model() would also spare LiteLLM's own two look-ups per call, but it grew a
+# worker by ~70 MB (measured): not worth ~2 ms.
+_UNPRICED: set[str] = set()
+
+
 def _cost(model: str, prompt_tokens: int, completion_tokens: int, usage: Any) -> Decimal:
+    if model in _UNPRICED:
+        return Decimal("0")
     try:
         if not isinstance(usage, litellm.Usage) or not (
             usage.prompt_tokens or usage.completion_tokens
@@ -364,7 +374,10 @@ def _cost(model: str, prompt_tokens: int, completion_tokens: int, usage: Any) ->
         priced = litellm.ModelResponse(model=model, usage=usage)
         cost = litellm.completion_cost(completion_response=priced, model=model)
         value = Decimal(str(cost))
-    except Exception:  # noqa: BLE001 - no price known (a local model): LiteLLM raises
+    except litellm.exceptions.ModelNotMappedError:
+        _UNPRICED.add(model)
+        return Decimal("0")
+    except Exception:  # noqa: BLE001 - pricing trouble must not fail a finished reply
         return Decimal("0")
     return value if value.is_finite() and value > 0 else Decimal("0")
 
@@ -579,27 +592,3 @@ def context_window(model: str, default: int) -> int:
     except Exception:  # noqa: BLE001 - unknown models raise; the default is the answer
         return default
     return int(info.get("max_input_tokens") or info.get("max_tokens") or default)
-
-
-def price_unknown_model_at_zero(model: str, mode: Literal["chat", "completion"]) -> bool:
-    """Enter a model LiteLLM's price map does not know (a local or self-hosted one) at zero cost,
-    which is what its calls are recorded at anyway. True when it was unknown.
-
-    LiteLLM prices every call three times (for its logging, for the response's hidden
-    parameters, and ours); for an unknown model each look-up fails through its fallbacks and
-    raises, ~4 ms of CPU a call. Known models are left as they are."""
-    try:
-        litellm.get_model_info(model)
-    except Exception:  # noqa: BLE001 - unknown models raise
-        litellm.register_model(
-            {
-                model: {
-                    "input_cost_per_token": 0.0,
-                    "output_cost_per_token": 0.0,
-                    "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
-                    "mode": mode,
-                }
-            }
-        )
-        return True
-    return False

@@ -221,22 +221,24 @@ def test_a_priced_model_gets_a_cost(run: Any, llm: FakeLLMServer, model: str) ->
     assert isinstance(plain.cost_usd, Decimal)
 
 
-def test_an_unknown_model_is_priced_at_zero_once_known_models_keep_their_price() -> None:
-    from ai.adapters.litellm import context_window, price_unknown_model_at_zero
+def test_the_price_map_is_asked_once_about_a_model_it_does_not_know(monkeypatch) -> None:
+    from ai.adapters import litellm as adapter
 
-    unknown = "openai/story-sprout-test-unknown-model"
-    with pytest.raises(Exception, match="isn't mapped"):
-        litellm.get_model_info(unknown)
-    assert price_unknown_model_at_zero(unknown, "chat") is True
-    assert price_unknown_model_at_zero(unknown, "chat") is False  # known from now on
+    asked: list[str] = []
+    real = litellm.completion_cost
+
+    def counted(*args: Any, **kwargs: Any) -> float:
+        asked.append(kwargs["model"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "completion_cost", counted)
+    monkeypatch.setattr(adapter, "_UNPRICED", set())
     usage = litellm.Usage(prompt_tokens=1000, completion_tokens=500, total_tokens=1500)
-    reply = litellm.ModelResponse(model=unknown, usage=usage)
-    assert litellm.completion_cost(completion_response=reply, model=unknown) == 0
-    assert context_window(unknown, default=4096) == 4096  # still the configured default
-
-    before = litellm.get_model_info("openai/gpt-4o-mini")
-    assert price_unknown_model_at_zero("openai/gpt-4o-mini", "chat") is False
-    assert litellm.get_model_info("openai/gpt-4o-mini") == before
+    for _ in range(3):
+        assert adapter._cost("openai/no-such-model", 1000, 500, usage) == Decimal("0")
+        assert adapter._cost("openai/gpt-4o-mini", 1000, 500, usage) > 0
+    assert asked.count("openai/no-such-model") == 1
+    assert asked.count("openai/gpt-4o-mini") == 3  # a priced model is priced every time
 
 
 # ------------------------------------------------------------------------------------ faults
