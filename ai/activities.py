@@ -171,9 +171,9 @@ class AiActivities:
             seed=self.llm.seed,
             timeout_s=self.llm.timeout_s,
         )
-        # The first partial text is written one interval into the call: a reply that is
-        # complete by then is written once, by record_completion (no extra database trip).
-        last_flush = time.monotonic()
+        # The first text is written as soon as it arrives: a stream that then pauses (a slow
+        # model) must not leave the author looking at an empty page.
+        last_flush = 0.0
 
         async def on_text(text: str) -> None:
             nonlocal last_flush
