@@ -126,36 +126,36 @@ class TemporalHarness:
         return self.run(self.client.get_workflow_handle(workflow_id).result(), timeout=timeout)
 
 
-def activity_steps(events: list[dict[str, Any]]) -> list[str]:
-    """Activity types in history order: scheduled activities and local-activity markers."""
+def local_activity_type(event: dict[str, Any]) -> str | None:
+    """The activity type of a local-activity marker event; None for any other event."""
     import base64
     import json
 
+    marker = event.get("markerRecordedEventAttributes")
+    if not marker or marker.get("markerName") != "core_local_activity":
+        return None
+    data = marker["details"]["data"]["payloads"][0]["data"]
+    return str(json.loads(base64.b64decode(data))["activity_type"])
+
+
+def activity_steps(events: list[dict[str, Any]]) -> list[str]:
+    """Activity types in history order: scheduled activities and local-activity markers."""
     steps = []
     for event in events:
         scheduled = event.get("activityTaskScheduledEventAttributes")
         if scheduled:
             steps.append(scheduled["activityType"]["name"])
-        marker = event.get("markerRecordedEventAttributes")
-        if marker and marker.get("markerName") == "core_local_activity":
-            data = marker["details"]["data"]["payloads"][0]["data"]
-            steps.append(json.loads(base64.b64decode(data))["activity_type"])
+        elif (local := local_activity_type(event)) is not None:
+            steps.append(local)
     return steps
 
 
 def local_call_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The failure of the model call's first attempt (a local activity), from its marker; None
     when that attempt succeeded or there was none."""
-    import base64
-    import json
-
     for event in events:
-        marker = event.get("markerRecordedEventAttributes")
-        if not marker or marker.get("markerName") != "core_local_activity":
-            continue
-        data = marker["details"]["data"]["payloads"][0]["data"]
-        if json.loads(base64.b64decode(data))["activity_type"] == "call_llm":
-            return marker.get("failure")
+        if local_activity_type(event) == "call_llm":
+            return event["markerRecordedEventAttributes"].get("failure")
     return None
 
 
