@@ -149,8 +149,10 @@ TEMPORAL_TLS = env_bool("TEMPORAL_TLS", bool(TEMPORAL_API_KEY))
 TEMPORAL_TLS_CERT = env_str("TEMPORAL_TLS_CERT", "")  # path to the mTLS client certificate
 TEMPORAL_TLS_KEY = env_str("TEMPORAL_TLS_KEY", "")  # path to its private key
 TEMPORAL_UI_URL = env_str("TEMPORAL_UI_URL", "http://localhost:8233")
-# How long the site waits for Temporal to accept a start before leaving the job queued.
+# How long a start may wait for Temporal before the job is left queued for the reconciler.
 TEMPORAL_START_TIMEOUT_S = env_float("TEMPORAL_START_TIMEOUT_S", 3.0)
+# Threads per process that record what Temporal answered to a start (the request never waits).
+TEMPORAL_START_THREADS = env_int("TEMPORAL_START_THREADS", 16)
 
 # --- AI ---------------------------------------------------------------------------------------
 # Any LiteLLM model string. The default is the embedded Gemma 3 270M behind llama_cpp.server,

@@ -177,11 +177,12 @@ def page_prompt_context(
 def request_page_text(*, page: Page, user: AbstractBaseUser, alternative: bool = False) -> AiJob:
     """Ask the AI to write (blank page) or revise (page with text) this page.
 
-    Writes a pending AiJob and starts its Temporal workflow once the transaction commits; a
+    Writes a pending AiJob and, once the transaction commits, hands the start of its Temporal
+    workflow to a starter thread (ai.queue: the request does not wait for Temporal); a
     second request while one is active joins it. The page itself is not touched here.
     `alternative` ("Try again") asks the same question as the page's last AI write and keeps
     the answer beside the current text until the author picks one."""
-    from ai.queue import queue_ai_job  # Temporal client code: loaded when first needed
+    from ai.queue import queue_ai_job_soon  # Temporal client code: loaded when first needed
 
     with transaction.atomic():
         story = Story.objects.select_for_update().get(pk=page.story_id)
@@ -219,7 +220,7 @@ def request_page_text(*, page: Page, user: AbstractBaseUser, alternative: bool =
             )
         )
         if created:
-            transaction.on_commit(functools.partial(queue_ai_job, job.pk))
+            transaction.on_commit(functools.partial(queue_ai_job_soon, job))
     return job
 
 

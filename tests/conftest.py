@@ -4,6 +4,7 @@ dev server, and a worker wired exactly like production's (temporal_worker.build_
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -148,6 +149,16 @@ def stack(make_stack) -> Stack:
 
 
 __all__ = ["PageFactory", "StoryFactory", "UserFactory"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Workflow starts a test handed to the starter threads (ai.queue.queue_ai_job_soon) finish
+    before its fixtures are torn down: they use the test's database and Temporal."""
+    yield
+    queue = sys.modules.get("ai.queue")
+    if queue is not None and not queue.starter.wait(timeout=30):
+        pytest.fail("a workflow start was still running 30 s after the test")
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,24 @@
 """Starting workflows for jobs: on the real dev server, and with Temporal unreachable."""
 
+import asyncio
+import os
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from ai.models import AiJob
-from ai.queue import queue_ai_job
+from ai.queue import queue_ai_job, starter
 from ai.temporal import bridge
 from stories import services
 from tests.factories import PageFactory
+from tests.faults.conftest import database_url
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.temporal, pytest.mark.django_db(transaction=True)]
 
@@ -27,6 +36,7 @@ def test_temporal_unreachable_keeps_the_job_queued_and_the_request_succeeds(temp
     started = time.monotonic()
     job = services.request_page_text(page=page, user=page.story.owner)
     elapsed = time.monotonic() - started
+    assert starter.wait(timeout=10)
     job.refresh_from_db()
     assert job.status == AiJob.Status.PENDING
     assert job.queued_at is None
@@ -40,6 +50,7 @@ def test_reconciler_starts_stranded_jobs_once(make_stack, settings, temporal):
     settings.TEMPORAL_START_TIMEOUT_S = 2.0
     page = PageFactory(content="")
     job = services.request_page_text(page=page, user=page.story.owner)
+    assert starter.wait(timeout=10)
     job.refresh_from_db()
     assert job.queued_at is None
     assert job.status == AiJob.Status.PENDING
@@ -81,3 +92,59 @@ def test_search_attributes_name_the_job_story_and_page(make_stack):
             break
         time.sleep(0.2)
     assert stack.temporal.run(find()) == [job.workflow_id]
+
+
+def test_the_request_does_not_wait_for_the_start(monkeypatch):
+    """The click returns while Temporal is still being asked; the start is recorded after."""
+    entered, release = threading.Event(), threading.Event()
+
+    async def no_client() -> None:
+        return None
+
+    async def held_start(client: object, job: AiJob) -> str:
+        entered.set()
+        await asyncio.to_thread(release.wait, 10)
+        return "run-after-the-click"
+
+    monkeypatch.setattr(bridge, "client", no_client)
+    monkeypatch.setattr("ai.queue.start_job_workflow", held_start)
+    page = PageFactory(content="")
+    job = services.request_page_text(page=page, user=page.story.owner)
+    assert entered.wait(timeout=10)  # the start is under way, and the request has returned
+    job.refresh_from_db()
+    assert (job.status, job.queued_at, job.run_id) == (AiJob.Status.PENDING, None, "")
+
+    release.set()
+    assert starter.wait(timeout=10)
+    job.refresh_from_db()
+    assert job.queued_at is not None
+    assert job.run_id == "run-after-the-click"
+
+
+def test_a_job_gone_before_its_start_is_not_started():
+    assert queue_ai_job(10**9) is False
+
+
+def test_a_process_that_exits_right_after_a_click_still_runs_its_start():
+    """The starter threads are not daemons: a command that requests a page and exits at once
+    does not drop the start it handed over (here the start fails, and records why)."""
+    page = PageFactory(content="")
+    code = (
+        "import django\n"
+        "django.setup()\n"
+        "from stories import services\n"
+        "from stories.models import Page\n"
+        f"page = Page.objects.get(pk={page.pk})\n"
+        "services.request_page_text(page=page, user=page.story.owner)\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url(),
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",  # nothing listens: the start fails at once
+        "TEMPORAL_START_TIMEOUT_S": "2",
+    }
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60, cwd=ROOT)
+    job = AiJob.objects.get(target_object_id=page.pk)
+    assert job.status == AiJob.Status.PENDING
+    assert "Temporal" in job.queue_error

@@ -190,17 +190,23 @@ def test_fifty_jobs_at_a_30_percent_fault_rate_all_succeed_once(make_stack, llm_
 
     # One attach per run (a retried attach step would still be one marker: it is one step);
     # the model call is its local first attempt, then one activity (with its retries) if that
-    # attempt failed.
+    # attempt failed. Fifty jobs at once can hold a workflow task past its timeout (the local
+    # first attempt runs inside it); the server then hands the task out again and the local
+    # attempt runs again: counted in `attempts` and in the requests above, but no marker of its
+    # own. Such runs show the timeout in their history.
     errors: list[str] = []
 
     def check(chunk: list[AiJob]) -> None:
         for job in chunk:
             stack.temporal.result(job.workflow_id)
-            steps = activity_steps(
-                json.loads(stack.temporal.history_json(job.workflow_id))["events"]
+            events = json.loads(stack.temporal.history_json(job.workflow_id))["events"]
+            steps = activity_steps(events)
+            calls = steps.count("call_llm")
+            rerun = any(e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT" for e in events)
+            shape = calls == (1 if job.attempts == 1 else 2) or (
+                rerun and 1 <= calls <= min(2, job.attempts)
             )
-            calls = 1 if job.attempts == 1 else 2
-            if steps.count("attach_page_text") != 1 or steps.count("call_llm") != calls:
+            if steps.count("attach_page_text") != 1 or not shape:
                 errors.append(f"{job.workflow_id} ({job.attempts} attempts): {steps}")
 
     threads = [threading.Thread(target=check, args=(jobs[i::5],)) for i in range(5)]

@@ -157,7 +157,7 @@ def test_the_database_refuses_a_second_active_job_for_a_page(stack, story):
 def test_losing_the_race_inside_create_job_joins_the_winner(story, monkeypatch):
     """The check-then-insert window: the other request inserted after this one looked."""
     page = PageFactory(story=story, content="")
-    monkeypatch.setattr("ai.queue.queue_ai_job", lambda job_id: None)
+    monkeypatch.setattr("ai.queue.queue_ai_job_soon", lambda job: None)
     winner = services.request_page_text(page=page, user=story.owner)
     real = ai_services.active_job_for
     looks = []

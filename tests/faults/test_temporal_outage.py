@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from ai.models import AiJob
+from ai.queue import starter
 from ai.workflows.types import StepTimeouts
 from stories import services
 from tests.conftest import FAKE_API_KEY
@@ -88,6 +89,7 @@ def test_dev_server_restarted_mid_run_the_same_run_completes(drill, llm_config, 
     # The site's own client reconnected too: the next click starts its workflow at once.
     next_page = PageFactory(story=page.story, content="")
     again = services.request_page_text(page=next_page, user=page.story.owner)
+    assert starter.wait(timeout=10)  # the start runs after the request, in a starter thread
     again.refresh_from_db()
     assert again.queued_at is not None and again.queue_error == ""
     assert drill.wait(again).status == AiJob.Status.SUCCEEDED
@@ -113,6 +115,7 @@ def test_temporal_down_when_the_author_clicks_the_workers_reconciler_starts_each
         assert response.status_code == 200
         assert time.monotonic() - started < 10  # the click does not hang on Temporal
         assert "Queued — waiting for the AI worker" in response.content.decode()
+    assert starter.wait(timeout=30)  # the starts the clicks handed over have given up
     jobs = list(AiJob.objects.order_by("pk"))
     assert len(jobs) == 3
     for job in jobs:
@@ -148,6 +151,7 @@ def test_reconcilers_racing_each_other_start_every_stranded_job_exactly_once(
     settings.TEMPORAL_START_TIMEOUT_S = 2.0
     pages = [PageFactory(story=story, content="") for _ in range(6)]
     jobs = [services.request_page_text(page=p, user=story.owner) for p in pages]
+    assert starter.wait(timeout=30)
     assert AiJob.objects.filter(status="pending", queued_at__isnull=True).count() == 6
 
     settings.TEMPORAL_ADDRESS = temporal.address  # back; four reconcilers at once

@@ -64,7 +64,7 @@ FORM = {"title": "Hijacked", "description": "x", "content": "hijacked", "after":
 
 @pytest.fixture(autouse=True)
 def no_workflows(monkeypatch):
-    monkeypatch.setattr("ai.queue.queue_ai_job", lambda job_id: None)
+    monkeypatch.setattr("ai.queue.queue_ai_job_soon", lambda job: None)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def no_workflows(monkeypatch):
-    monkeypatch.setattr("ai.queue.queue_ai_job", lambda job_id: None)
+    monkeypatch.setattr("ai.queue.queue_ai_job_soon", lambda job: None)
 
 
 # --- "Nothing to go on" -------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _applied_job(page, *, before: str, after: str) -> AiJob:
 
 @pytest.fixture
 def no_temporal(monkeypatch):
-    monkeypatch.setattr("ai.queue.queue_ai_job", lambda job_id: True)
+    monkeypatch.setattr("ai.queue.queue_ai_job_soon", lambda job: True)
 
 
 @pytest.mark.django_db

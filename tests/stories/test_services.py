@@ -194,10 +194,10 @@ class TestRequestPageText:
     ):
         story, pages = three_pages()
         queued = []
-        monkeypatch.setattr("ai.queue.queue_ai_job", queued.append)
+        monkeypatch.setattr("ai.queue.queue_ai_job_soon", queued.append)
         with django_capture_on_commit_callbacks(execute=True):
             job = services.request_page_text(page=pages[1], user=story.owner)
-        assert queued == [job.pk]
+        assert queued == [job]
         assert job.status == AiJob.Status.PENDING
         assert job.target == pages[1]
         assert job.requested_by == story.owner
@@ -213,13 +213,13 @@ class TestRequestPageText:
     ):
         story, pages = three_pages()
         queued = []
-        monkeypatch.setattr("ai.queue.queue_ai_job", queued.append)
+        monkeypatch.setattr("ai.queue.queue_ai_job_soon", queued.append)
         with django_capture_on_commit_callbacks(execute=True):
             first = services.request_page_text(page=pages[0], user=story.owner)
         with django_capture_on_commit_callbacks(execute=True):
             second = services.request_page_text(page=pages[0], user=story.owner)
         assert first.pk == second.pk
-        assert queued == [first.pk]
+        assert queued == [first]
         assert AiJob.objects.count() == 1
 
     def test_only_the_owner_may_request(self):
@@ -232,7 +232,7 @@ class TestRequestPageText:
         from ai.services import RateLimited
 
         settings.AI_RATE_LIMIT_PER_MINUTE = 2
-        monkeypatch.setattr("ai.queue.queue_ai_job", lambda job_id: None)
+        monkeypatch.setattr("ai.queue.queue_ai_job_soon", lambda job: None)
         story, pages = three_pages()
         for page in pages[:2]:
             services.request_page_text(page=page, user=story.owner)

@@ -16,8 +16,8 @@ HX = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture(autouse=True)
 def started_jobs(monkeypatch):
     """View tests check the web layer; starting workflows is covered by the Temporal tests."""
-    started: list[int] = []
-    monkeypatch.setattr("ai.queue.queue_ai_job", started.append)
+    started: list[AiJob] = []
+    monkeypatch.setattr("ai.queue.queue_ai_job_soon", started.append)
     return started
 
 
@@ -322,7 +322,7 @@ class TestGenerateViews:
         body = response.content.decode()
         job = AiJob.objects.get()
         assert response.status_code == 200
-        assert started_jobs == [job.pk]
+        assert started_jobs == [job]
         assert "is-generating" in body
         assert "readonly" in body
         assert 'class="spinner"' in body
