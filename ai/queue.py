@@ -1,7 +1,7 @@
 """Starting the workflow for a job. Queued on transaction commit by the app that wrote the job.
 
 The request that wrote the job does not wait for Temporal: `queue_ai_job_soon` hands the start
-to a small pool of starter threads and returns, so a click costs neither the
+to the process's Temporal event loop and returns, so a click costs neither the
 `StartWorkflowExecution` round trip nor the UPDATE that records it. Nothing is lost by not
 waiting: the job row is committed first, and a start that fails, times out, or never runs
 (the process died) leaves the job `pending`; `manage.py reconcile_ai_jobs` (run by the worker
@@ -137,10 +137,8 @@ def queue_ai_job(job_id: int) -> bool:
         # try_start bounds itself; this bound is for a bridge thread starved of the GIL.
         run_id, reason = bridge.run(try_start(job), timeout=settings.TEMPORAL_START_TIMEOUT_S + 2)
     except (FutureTimeout, TimeoutError):
-        run_id, reason = (
-            None,
-            (f"Temporal did not answer within {settings.TEMPORAL_START_TIMEOUT_S:g}s"),
-        )
+        run_id = None
+        reason = f"Temporal did not answer within {settings.TEMPORAL_START_TIMEOUT_S:g}s"
     return record_start(job.pk, run_id, reason)
 
 

@@ -430,9 +430,9 @@ class Bench:
     # -- one sample of a series
 
     def wait_result(self, client: Any, job_id: int, timeout: float = 120.0) -> Any:
-        """The job's workflow result. The site answers a click before it starts the workflow
-        (a starter thread does), so the run may not exist yet: ask again every 2 ms for as long
-        as a start may take, then give up with NOT_FOUND (wait_started_result waits longer)."""
+        """The job's workflow result. The site answers a click without waiting for the start
+        (its Temporal loop makes it), so the run may not exist yet: ask again every 2 ms for as
+        long as a start may take, then give up with NOT_FOUND (wait_started_result waits longer)."""
         from temporalio.service import RPCError, RPCStatusCode
 
         from ai.models import AiJob
@@ -873,7 +873,7 @@ class Bench:
                 django_client = DjangoClient()
                 django_client.force_login(self.user)
                 url = f"/stories/pages/{view_page}/generate/"
-                # The view hands the start to a starter thread (whose queries would land in
+                # The view hands the start to the Temporal loop (whose queries would land in
                 # the count or not, by timing): count the view alone, then the start.
                 with mock.patch("ai.queue.queue_ai_job_soon") as soon:
                     n_view, response = counted(

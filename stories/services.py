@@ -178,7 +178,7 @@ def request_page_text(*, page: Page, user: AbstractBaseUser, alternative: bool =
     """Ask the AI to write (blank page) or revise (page with text) this page.
 
     Writes a pending AiJob and, once the transaction commits, hands the start of its Temporal
-    workflow to a starter thread (ai.queue: the request does not wait for Temporal); a
+    workflow to the process's Temporal loop (ai.queue: the request does not wait for it); a
     second request while one is active joins it. The page itself is not touched here.
     `alternative` ("Try again") asks the same question as the page's last AI write and keeps
     the answer beside the current text until the author picks one."""

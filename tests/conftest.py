@@ -153,7 +153,7 @@ __all__ = ["PageFactory", "StoryFactory", "UserFactory"]
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Workflow starts a test handed to the starter threads (ai.queue.queue_ai_job_soon) finish
+    """Workflow starts a test handed over without waiting (ai.queue.queue_ai_job_soon) finish
     before its fixtures are torn down: they use the test's database and Temporal."""
     yield
     queue = sys.modules.get("ai.queue")

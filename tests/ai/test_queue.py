@@ -126,8 +126,8 @@ def test_a_job_gone_before_its_start_is_not_started():
 
 
 def test_a_process_that_exits_right_after_a_click_still_runs_its_start():
-    """The starter threads are not daemons: a command that requests a page and exits at once
-    does not drop the start it handed over (here the start fails, and records why)."""
+    """An atexit hook waits for the starts in flight: a command that requests a page and exits
+    at once does not drop the start it handed over (here the start fails, and records why)."""
     page = PageFactory(content="")
     code = (
         "import django\n"

@@ -89,7 +89,7 @@ def test_dev_server_restarted_mid_run_the_same_run_completes(drill, llm_config, 
     # The site's own client reconnected too: the next click starts its workflow at once.
     next_page = PageFactory(story=page.story, content="")
     again = services.request_page_text(page=next_page, user=page.story.owner)
-    assert starter.wait(timeout=10)  # the start runs after the request, in a starter thread
+    assert starter.wait(timeout=10)  # the start runs after the request returned
     again.refresh_from_db()
     assert again.queued_at is not None and again.queue_error == ""
     assert drill.wait(again).status == AiJob.Status.SUCCEEDED
