@@ -881,8 +881,10 @@ class Bench:
                             url, {"content": "", "base": ""}, HTTP_HX_REQUEST="true"
                         )
                     )
-                if response.status_code != 200 or soon.call_count != 1:
+                if response.status_code != 200:
                     raise BenchError(f"in-process POST answered {response.status_code}")
+                if soon.call_count != 1:
+                    raise BenchError(f"the POST queued {soon.call_count} starts, not 1")
                 (view_job,) = soon.call_args.args
                 view_job_id = view_job.pk
                 n_start, started = counted(
