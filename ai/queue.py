@@ -92,6 +92,10 @@ async def start_job_workflow(client: Client, job: AiJob) -> str:
     return handle.first_execution_run_id or handle.result_run_id or ""
 
 
+def _no_answer() -> str:
+    return f"Temporal did not answer within {settings.TEMPORAL_START_TIMEOUT_S:g}s"
+
+
 async def try_start(job: AiJob) -> tuple[str | None, str]:
     """Ask Temporal to start the job's workflow: (run id, "") when it accepted the start (or
     already had it), (None, the reason for people) when it did not."""
@@ -101,7 +105,7 @@ async def try_start(job: AiJob) -> tuple[str | None, str]:
         client = await asyncio.wait_for(bridge.client(), timeout)
         return await asyncio.wait_for(start_job_workflow(client, job), timeout), ""
     except TimeoutError:
-        return None, f"Temporal did not answer within {timeout:g}s"
+        return None, _no_answer()
     except TemporalUnavailable as exc:
         return None, f"Temporal unreachable at {exc}"
     except RPCError as exc:
@@ -137,8 +141,7 @@ def queue_ai_job(job_id: int) -> bool:
         # try_start bounds itself; this bound is for a bridge thread starved of the GIL.
         run_id, reason = bridge.run(try_start(job), timeout=settings.TEMPORAL_START_TIMEOUT_S + 2)
     except (FutureTimeout, TimeoutError):
-        run_id = None
-        reason = f"Temporal did not answer within {settings.TEMPORAL_START_TIMEOUT_S:g}s"
+        run_id, reason = None, _no_answer()
     return record_start(job.pk, run_id, reason)
 
 
