@@ -429,16 +429,22 @@ class Bench:
 
     # -- one sample of a series
 
-    def wait_result(self, client: Any, job_id: int, timeout: float = 120.0) -> Any:
+    def wait_result(
+        self,
+        client: Any,
+        job_id: int,
+        timeout: float = 120.0,
+        appear_within: float = START_GRACE_S,
+    ) -> Any:
         """The job's workflow result. The site answers a click without waiting for the start
-        (its Temporal loop makes it), so the run may not exist yet: ask again every 2 ms for as
-        long as a start may take, then give up with NOT_FOUND (wait_started_result waits longer)."""
+        (its Temporal loop makes it), so the run may not exist yet: ask again every 2 ms for
+        `appear_within` seconds, then give up with NOT_FOUND (wait_started_result waits longer)."""
         from temporalio.service import RPCError, RPCStatusCode
 
         from ai.models import AiJob
 
         handle = client.get_workflow_handle(AiJob.workflow_id_for(job_id))
-        appear_by = time.monotonic() + START_GRACE_S
+        appear_by = time.monotonic() + appear_within
         while True:
             try:
                 return self.loop.run(handle.result(), timeout=timeout)
@@ -453,13 +459,16 @@ class Bench:
         from temporalio.service import RPCError, RPCStatusCode
 
         deadline = time.monotonic() + timeout
+        grace = START_GRACE_S  # the site's own start: polled closely once, then every 0.5 s
         while True:
             try:
-                self.wait_result(self.client, job_id, timeout=max(1.0, deadline - time.monotonic()))
+                left = max(1.0, deadline - time.monotonic())
+                self.wait_result(self.client, job_id, timeout=left, appear_within=grace)
                 return
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
                     raise
+                grace = 0.0
                 time.sleep(0.5)
 
     def check_applied(self, job_id: int) -> Any:
