@@ -246,11 +246,16 @@ def table(results: dict[str, Any]) -> str:
         for step in small:
             lines.append(f"| {step} | {small[step]} | {large[step]} |")
     f = results["f_memory"]
-    lines += ["", "| process | RSS idle | RSS peak (burst) |", "| --- | ---: | ---: |"]
+    lines += [
+        "",
+        "| process | RSS idle | RSS peak (burst) | open files idle | open files after bursts |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name in ("site", "worker"):
         proc = f.get(name, {})
         lines.append(
-            f"| {name} | {_fmt(proc.get('idle_mb'), ' MB')} | {_fmt(proc.get('peak_mb'), ' MB')} |"
+            f"| {name} | {_fmt(proc.get('idle_mb'), ' MB')} | {_fmt(proc.get('peak_mb'), ' MB')} "
+            f"| {_fmt(proc.get('open_files_idle'))} | {_fmt(proc.get('open_files_after_bursts'))} |"
         )
     g = results["g_local_model"]
     lines.append("")

@@ -74,7 +74,7 @@ VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {
     "as shipped": ({}, []),
     "eager activity execution off": ({}, ["--no-eager-activities"]),
     "AI_STREAM=0 (no partial text)": ({"AI_STREAM": "0"}, []),
-    "DB_CONN_MAX_AGE=60": ({"DB_CONN_MAX_AGE": "60"}, []),
+    "DB_CONN_MAX_AGE=0 (a connection per step)": ({"DB_CONN_MAX_AGE": "0"}, []),
     "sandbox, `ai` passed through": ({}, ["--runner", "passthrough-ai"]),
     "unsandboxed workflow runner": ({}, ["--runner", "unsandboxed"]),
 }
@@ -1268,6 +1268,7 @@ class Bench:
         self.log("queries per job")
         queries = self.query_counts()
         idle = {"site": self.site.rss_kb(), "worker": self.worker.rss_kb()}
+        idle_files = {"site": self.site.open_files(), "worker": self.worker.open_files()}
         e: dict[str, Any] = {"jobs": opts.burst}
         for latency in (0.0, opts.burst_latency_s):
             self.log(f"burst of {opts.burst} generations, model latency {latency:g} s")
@@ -1293,6 +1294,10 @@ class Bench:
                 "idle_mb": mb(idle[name]),
                 "peak_mb": max(e[k]["peak_rss_mb"][name] for k in ("latency_0s", "latency_1s")),
                 "high_water_mb": mb(proc.hwm_kb()),
+                # Each thread keeps its SQLite connection (3 files in WAL mode): the count after
+                # the bursts shows how many the burst's threads hold.
+                "open_files_idle": idle_files[name],
+                "open_files_after_bursts": proc.open_files(),
             }
             for name, proc in (("site", self.site), ("worker", self.worker))
         }

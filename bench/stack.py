@@ -92,6 +92,13 @@ class Proc:
     def hwm_kb(self) -> int:
         return read_proc_status(self.pid).get("VmHWM", 0)
 
+    def open_files(self) -> int | None:
+        """Open file descriptors (database files, sockets): /proc/<pid>/fd, Linux only."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            return None
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")

@@ -51,3 +51,16 @@ def test_sqlite_has_no_pool_and_waits_for_the_write_lock() -> None:
     db = database_settings(DATABASE_URL="sqlite:////tmp/story-sprout-settings-test.sqlite3")
     assert "pool" not in db["OPTIONS"]
     assert db["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_sqlite_keeps_each_threads_connection_open_and_checks_it() -> None:
+    db = database_settings(DATABASE_URL="sqlite:////tmp/story-sprout-settings-test.sqlite3")
+    assert db["CONN_MAX_AGE"] == 600
+    assert db["CONN_HEALTH_CHECKS"] is True
+
+
+def test_sqlite_connections_can_be_closed_after_every_step() -> None:
+    db = database_settings(
+        DATABASE_URL="sqlite:////tmp/story-sprout-settings-test.sqlite3", DB_CONN_MAX_AGE="0"
+    )
+    assert db["CONN_MAX_AGE"] == 0

@@ -241,6 +241,40 @@ def test_the_price_map_is_asked_once_about_a_model_it_does_not_know(monkeypatch)
     assert asked.count("openai/gpt-4o-mini") == 3  # a priced model is priced every time
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_litellm_is_told_a_known_unpriced_model_costs_nothing(
+    run: Any, llm: FakeLLMServer, route: Route, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ai.adapters import litellm as adapter
+
+    monkeypatch.setattr(adapter, "_UNPRICED", set())
+    seen: list[dict[str, Any]] = []
+    for name in ("acompletion", "atext_completion"):
+        real = getattr(litellm, name)
+
+        async def recorded(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            seen.append(kwargs)
+            return await _real(*args, **kwargs)
+
+        monkeypatch.setattr(litellm, name, recorded)
+    priced = Route("openai/gpt-4o-mini", "chat")
+    on_text = Recorder() if stream else None
+
+    first = run(complete(make(llm.base_url, route), on_text=on_text))
+    second = run(complete(make(llm.base_url, route), on_text=on_text))
+    priced_twice = [run(complete(make(llm.base_url, priced), on_text=on_text)) for _ in range(2)]
+
+    pricing = [(kw.get("input_cost_per_token"), kw.get("output_cost_per_token")) for kw in seen]
+    # The first call finds out; the second says so; a model LiteLLM can price is never told.
+    assert pricing == [(None, None), (0.0, 0.0), (None, None), (None, None)]
+    assert first.cost_usd == second.cost_usd == Decimal("0")
+    assert all(c.cost_usd > 0 for c in priced_twice)
+    assert all(
+        "input_cost_per_token" not in r.body and "output_cost_per_token" not in r.body
+        for r in llm.requests
+    )  # a hint for LiteLLM, never sent to the provider
+
+
 # ------------------------------------------------------------------------------------ faults
 
 
