@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -42,8 +41,8 @@ R = TypeVar("R")
 # SQLite takes one writer at a time and a PostgreSQL pool 10 connections a process, so more
 # threads would only wait in the database instead of here.
 DB_THREADS = 16
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+# Its threads start on first use: importing this module starts none.
+_EXECUTOR = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="db")
 
 
 def db_activity(fn: Callable[P, R]) -> Callable[P, R]:
@@ -61,10 +60,10 @@ def db_activity(fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 return fn(*args, **kwargs)
             finally:
-                close_unfinished_transactions()
                 if in_activity:
                     connections.close_all()  # its context is discarded (module docstring)
                 else:
+                    close_unfinished_transactions()
                     close_old_connections()
 
     return wrapper
@@ -75,15 +74,7 @@ async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     thread-sensitive one, which would queue every job's writes behind each other, and not
     sync_to_async, whose context copy would give every step a connection of its own)."""
     step = functools.partial(db_activity(fn), *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_db_executor(), step)
-
-
-def _db_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="db")
-        return _executor
+    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, step)
 
 
 def close_unfinished_transactions() -> None:

@@ -1294,8 +1294,8 @@ class Bench:
                 "idle_mb": mb(idle[name]),
                 "peak_mb": max(e[k]["peak_rss_mb"][name] for k in ("latency_0s", "latency_1s")),
                 "high_water_mb": mb(proc.hwm_kb()),
-                # Each thread keeps its SQLite connection (3 files in WAL mode): the count after
-                # the bursts shows how many the burst's threads hold.
+                # Kept SQLite connections hold files (3 each in WAL mode), and SQLite parks the
+                # files of closed ones for reuse: the count after the bursts shows what stays.
                 "open_files_idle": idle_files[name],
                 "open_files_after_bursts": proc.open_files(),
             }

@@ -71,13 +71,14 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A SQLite connection is a file handle: each thread keeps its own open (Django's default opens
-    # one per request or worker step, and with it runs the WAL pragmas and registers Django's SQL
-    # functions: ~2 ms a step, 7 steps a click, docs/performance.md). The health check and
-    # ai.db.db_activity drop a broken one; runserver still closes its per-request threads' ones.
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 600)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# A SQLite connection is a file handle: the worker's database threads (ai.db.run_db) keep theirs
+# between steps instead of opening one per step, which runs the WAL pragmas and registers
+# Django's SQL functions again (5-8.5 ms a click, docs/performance.md). PostgreSQL reuses
+# connections through its pool instead, which needs 0. runserver closes its request threads' ones.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 600 if _SQLITE else 0)
+if _SQLITE:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a kept connection is checked before use
     # The site, the worker's threads and the tests write concurrently: WAL lets readers run beside
     # one writer, IMMEDIATE takes the write lock up front (no lock-upgrade deadlocks) and the
     # timeout waits for it instead of failing with "database is locked".
@@ -92,7 +93,6 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # step cost ~150 ms a click, docs/performance.md), and max_size bounds what one process can
     # hold, so a burst of clicks waits for a connection instead of exhausting max_connections.
     # Django's pool needs CONN_MAX_AGE=0; DB_POOL_MAX_SIZE=0 turns it off.
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
     _pool_max = env_int("DB_POOL_MAX_SIZE", 10)
     if _pool_max > 0 and not DATABASES["default"]["CONN_MAX_AGE"]:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
