@@ -279,6 +279,9 @@ def table(results: dict[str, Any]) -> str:
                 f"{_fmt(g['server_http_no_stream_tokens_per_s'])} tok/s "
                 f"({_fmt(g['server_http_no_stream_seconds_mean'])} s/page)"
             )
+        if g.get("stack_phases_ms"):
+            spent = ", ".join(f"{k} {_fmt(v)}" for k, v in g["stack_phases_ms"].items())
+            lines.append(f"   stack, median ms per phase: {spent}")
     lines += ["", "| target | goal | measured | met |", "| --- | --- | ---: | --- |"]
     for t in results["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]

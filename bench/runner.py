@@ -1121,14 +1121,17 @@ class Bench:
             )
             prompt = ""
             server_runs: dict[str, list[dict[str, Any]]] = {"stream": [], "no_stream": []}
+            kept: dict[str, list[float]] = {"job_id": [], "click_wall": [], "done_wall": []}
             with settings_override:
                 for i in range(self.opts.local_runs + 1):  # the first pair warms both up
                     (page_id,) = self.make_pages(1, same_story=True)
                     page = Page.objects.get(pk=page_id)
+                    click_wall = time.time()
                     started = time.perf_counter()
                     job = request_page_text(page=page, user=self.user)
                     self.wait_result(self.client, job.pk, timeout=300)
                     seconds = time.perf_counter() - started
+                    done_wall = time.time()
                     job = AiJob.objects.get(pk=job.pk)
                     # The model call and the attach step, from the job row: started_at is
                     # stamped when the prompt is rendered, completed_at in the attach
@@ -1156,6 +1159,9 @@ class Bench:
                     }
                     if i == 0:
                         continue
+                    kept["job_id"].append(job.pk)
+                    kept["click_wall"].append(click_wall)
+                    kept["done_wall"].append(done_wall)
                     for stream, (secs, raw) in served.items():
                         server_runs["stream" if stream else "no_stream"].append(
                             {"seconds": secs, "text": clean_page_text(raw, page_number=number)}
@@ -1177,6 +1183,8 @@ class Bench:
                     )
             everything = stack_runs + direct_runs + server_runs["stream"] + server_runs["no_stream"]
             counts = ask({"op": "tokenize", "texts": [r["text"] for r in everything]})["counts"]
+            # Where the stack's time goes beyond the model, as section b reports it.
+            phases = self.phases(self.client, kept, limit=len(kept["job_id"]))
         finally:
             if direct.stdin is not None:
                 direct.stdin.close()
@@ -1234,6 +1242,7 @@ class Bench:
             "server_http_no_stream_seconds_mean": round(
                 sum(r["seconds"] for r in server_runs["no_stream"]) / len(stack_runs), 3
             ),
+            "stack_phases_ms": phases,
             "server_runs": server_runs,
             "stack_runs": stack_runs,
             "direct_runs": direct_runs,

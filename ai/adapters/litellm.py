@@ -15,12 +15,16 @@ Two LiteLLM defaults are overridden on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
+import functools
+import hashlib
 import json
 import os
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -244,7 +248,60 @@ async def _call(request: CompletionRequest, kwargs: dict[str, Any]) -> Any:
         return await litellm.acompletion(
             messages=[{"role": "user", "content": request.prompt}], **kwargs
         )
+    client = _text_completion_client(request)
+    if client is not None:
+        kwargs = {**kwargs, "client": client}
     return await litellm.atext_completion(prompt=request.prompt, **kwargs)
+
+
+# LiteLLM's chat path keeps one OpenAI client per event loop; its text-completion path builds a
+# new one for every call, and with it an httpx client whose TLS context loads the CA bundle
+# (25-40 ms of CPU before the request leaves, even for plain http) and a new TCP connection. For
+# an OpenAI-compatible server we name (the embedded model's), hand LiteLLM a kept client: one per
+# event loop, since an httpx client's connections belong to the loop that opened them.
+_TEXT_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str, float], openai.AsyncOpenAI]
+] = weakref.WeakKeyDictionary()
+_TEXT_CLIENTS_PER_LOOP: Final = 8  # distinct (server, key, timeout); a worker has one
+
+
+@functools.lru_cache(maxsize=64)
+def _provider(model: str) -> str | None:
+    try:
+        return litellm.get_llm_provider(model=model)[1]
+    except Exception:  # noqa: BLE001 - an unknown model: LiteLLM's own call will say so
+        return None
+
+
+def _text_completion_client(request: CompletionRequest) -> openai.AsyncOpenAI | None:
+    # Without a base URL or a key, LiteLLM's own resolution (environment, provider defaults,
+    # its auth error) stays in charge.
+    if not (request.api_base and request.api_key):
+        return None
+    if _provider(request.model) != "text-completion-openai":
+        return None
+    clients = _TEXT_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    key = (
+        request.api_base,
+        hashlib.sha256(request.api_key.encode()).hexdigest(),
+        request.timeout_s,
+    )
+    client = clients.get(key)
+    if client is None:
+        if len(clients) >= _TEXT_CLIENTS_PER_LOOP:
+            clients.pop(next(iter(clients)))  # dropped, not closed: a call may still use it
+        # max_retries=0 as in every call (Temporal owns retries); the timeout per network phase.
+        # An httpx client of our own, as LiteLLM passes: errors then carry httpx responses,
+        # whose Retry-After `classify` reads.
+        client = openai.AsyncOpenAI(
+            api_key=request.api_key,
+            base_url=request.api_base,
+            timeout=request.timeout_s,
+            max_retries=0,
+            http_client=httpx.AsyncClient(timeout=request.timeout_s, follow_redirects=True),
+        )
+        clients[key] = client
+    return client
 
 
 async def _stream(

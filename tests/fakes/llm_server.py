@@ -177,6 +177,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any  # parsed JSON, or the raw text when it was not JSON, or None
+    client_port: int = 0  # the TCP connection it came on: equal ports, a kept connection
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -367,7 +368,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_control/health":
             self._send_json(200, {"ok": True, "pending_steps": self.fake.pending_steps})
         elif path == "/v1/models":
-            self.fake._record(RecordedRequest("GET", path, self._headers(), None))
+            self.fake._record(
+                RecordedRequest("GET", path, self._headers(), None, self.client_address[1])
+            )
             self._send_json(
                 200,
                 {
@@ -390,7 +393,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_control/"):
             self._control(path, body)
             return
-        self.fake._record(RecordedRequest("POST", path, self._headers(), body))
+        self.fake._record(
+            RecordedRequest("POST", path, self._headers(), body, self.client_address[1])
+        )
         if path not in ("/v1/chat/completions", "/v1/completions"):
             self._send_json(404, Fault(404, f"No route POST {path}").body())
             return

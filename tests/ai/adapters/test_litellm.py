@@ -183,6 +183,32 @@ def test_streaming_reports_growing_text(run: Any, llm: FakeLLMServer, route: Rou
     assert request.body["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "not-streamed"])
+def test_calls_on_one_loop_share_a_connection(
+    run: Any, llm: FakeLLMServer, route: Route, streamed: bool
+) -> None:
+    # LiteLLM's text-completion path would open a new client (and TLS context) for every call.
+    on_text = Recorder() if streamed else None
+    for _ in range(3):
+        assert run(complete(make(llm.base_url, route), on_text=on_text)).text == DEFAULT_TEXT
+    ports = {request.client_port for request in llm.requests}
+    assert len(llm.requests) == 3 and len(ports) == 1
+
+
+def test_another_event_loop_gets_its_own_connection(
+    run: Any, llm: FakeLLMServer, route: Route
+) -> None:
+    run(complete(make(llm.base_url, route)))
+    other = asyncio.new_event_loop()
+    try:  # a connection opened on the first loop cannot be used from this one
+        assert other.run_until_complete(complete(make(llm.base_url, route))).text == DEFAULT_TEXT
+    finally:
+        other.close()
+    assert run(complete(make(llm.base_url, route))).text == DEFAULT_TEXT
+    first, second, third = (request.client_port for request in llm.requests)
+    assert first == third != second
+
+
 def test_tokens_are_counted_when_the_server_sends_no_usage(
     run: Any, llm: FakeLLMServer, route: Route
 ) -> None:
