@@ -279,6 +279,11 @@ def table(results: dict[str, Any]) -> str:
                 f"{_fmt(g['server_http_no_stream_tokens_per_s'])} tok/s "
                 f"({_fmt(g['server_http_no_stream_seconds_mean'])} s/page)"
             )
+        if g.get("client_per_call_seconds_mean") is not None:
+            lines.append(
+                f"   the same stack with a new LiteLLM client every call (no kept client): "
+                f"{_fmt(g['client_per_call_seconds_mean'])} s/page"
+            )
         if g.get("stack_phases_ms"):
             spent = ", ".join(f"{k} {_fmt(v)}" for k, v in g["stack_phases_ms"].items())
             lines.append(f"   stack, median ms per phase: {spent}")

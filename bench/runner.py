@@ -1090,6 +1090,18 @@ class Bench:
             "TEMPORAL_TASK_QUEUE": LOCAL_TASK_QUEUE,
         }
         worker = self._track(start_worker(self.run_dir, env, name="worker-local"))
+        # The same stack with LiteLLM building its own client for every call (what the adapter's
+        # kept client saves), alternated with the product's runs.
+        variant_queue = f"{LOCAL_TASK_QUEUE}-client-per-call"
+        variant = self._track(
+            Proc(
+                "worker-local-variant",
+                [sys.executable, "-m", "bench.worker_variant", "--litellm-client-per-call"],
+                {**env, "TEMPORAL_TASK_QUEUE": variant_queue},
+                self.run_dir / "worker-local-variant.log",
+            ).start()
+        )
+        variant.wait_for_log("worker started", 120)
         direct = subprocess.Popen(
             [sys.executable, "-m", "bench.llama_direct"],
             cwd=REPO,
@@ -1122,6 +1134,7 @@ class Bench:
             prompt = ""
             server_runs: dict[str, list[dict[str, Any]]] = {"stream": [], "no_stream": []}
             kept: dict[str, list[float]] = {"job_id": [], "click_wall": [], "done_wall": []}
+            variant_runs: list[dict[str, Any]] = []
             with settings_override:
                 for i in range(self.opts.local_runs + 1):  # the first pair warms both up
                     (page_id,) = self.make_pages(1, same_story=True)
@@ -1133,6 +1146,14 @@ class Bench:
                     seconds = time.perf_counter() - started
                     done_wall = time.time()
                     job = AiJob.objects.get(pk=job.pk)
+                    (variant_page_id,) = self.make_pages(1, same_story=True)
+                    with override_settings(TEMPORAL_TASK_QUEUE=variant_queue):
+                        variant_started = time.perf_counter()
+                        variant_job = request_page_text(
+                            page=Page.objects.get(pk=variant_page_id), user=self.user
+                        )
+                        self.wait_result(self.client, variant_job.pk, timeout=300)
+                        variant_seconds = time.perf_counter() - variant_started
                     # The model call and the attach step, from the job row: started_at is
                     # stamped when the prompt is rendered, completed_at in the attach
                     # transaction. (The first attempt is a local activity: its marker in the
@@ -1166,6 +1187,12 @@ class Bench:
                         server_runs["stream" if stream else "no_stream"].append(
                             {"seconds": secs, "text": clean_page_text(raw, page_number=number)}
                         )
+                    variant_runs.append(
+                        {
+                            "seconds": variant_seconds,
+                            "text": AiJob.objects.get(pk=variant_job.pk).output_text,
+                        }
+                    )
                     stack_runs.append(
                         {
                             "seconds": seconds,
@@ -1190,6 +1217,7 @@ class Bench:
                 direct.stdin.close()
             direct.wait(30)
             self._stop(worker)
+            self._stop(variant)
             self._stop(llm)
         for run, tokens in zip(everything, counts, strict=True):
             run["page_tokens"] = tokens
@@ -1243,6 +1271,11 @@ class Bench:
                 sum(r["seconds"] for r in server_runs["no_stream"]) / len(stack_runs), 3
             ),
             "stack_phases_ms": phases,
+            # The product's stack against the same stack without the kept LiteLLM client.
+            "client_per_call_seconds_mean": round(
+                sum(r["seconds"] for r in variant_runs) / len(variant_runs), 3
+            ),
+            "client_per_call_runs": variant_runs,
             "server_runs": server_runs,
             "stack_runs": stack_runs,
             "direct_runs": direct_runs,
