@@ -1094,14 +1094,14 @@ class Bench:
         # kept client saves), alternated with the product's runs.
         variant_queue = f"{LOCAL_TASK_QUEUE}-client-per-call"
         variant = self._track(
-            Proc(
-                "worker-local-variant",
-                [sys.executable, "-m", "bench.worker_variant", "--litellm-client-per-call"],
+            start_worker(
+                self.run_dir,
                 {**env, "TEMPORAL_TASK_QUEUE": variant_queue},
-                self.run_dir / "worker-local-variant.log",
-            ).start()
+                name="worker-local-variant",
+                module=("bench.worker_variant", "--litellm-client-per-call"),
+                timeout=120,
+            )
         )
-        variant.wait_for_log("worker started", 120)
         direct = subprocess.Popen(
             [sys.executable, "-m", "bench.llama_direct"],
             cwd=REPO,

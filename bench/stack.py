@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,10 +169,18 @@ def start_site(run_dir: Path, env: Mapping[str, str], *, name: str, local_steps:
     return proc
 
 
-def start_worker(run_dir: Path, env: Mapping[str, str], *, name: str = "worker") -> Proc:
-    proc = Proc(name, [sys.executable, "-m", "temporal_worker"], env, run_dir / f"{name}.log")
+def start_worker(
+    run_dir: Path,
+    env: Mapping[str, str],
+    *,
+    name: str = "worker",
+    module: Sequence[str] = ("temporal_worker",),
+    timeout: float = 90,
+) -> Proc:
+    """`python -m temporal_worker`, or `module` (a worker variant with its arguments)."""
+    proc = Proc(name, [sys.executable, "-m", *module], env, run_dir / f"{name}.log")
     proc.start()
-    proc.wait_for_log("worker started", 90)
+    proc.wait_for_log("worker started", timeout)
     return proc
 
 

@@ -290,15 +290,15 @@ def _text_completion_client(request: CompletionRequest) -> openai.AsyncOpenAI | 
     if client is None:
         if len(clients) >= _TEXT_CLIENTS_PER_LOOP:
             clients.pop(next(iter(clients)))  # dropped, not closed: a call may still use it
-        # max_retries=0 as in every call (Temporal owns retries); the timeout per network phase.
-        # An httpx client of our own, as LiteLLM passes: errors then carry httpx responses,
-        # whose Retry-After `classify` reads.
+        # max_retries=0 as in every call (Temporal owns retries); the timeout per network phase
+        # (the SDK applies it to every request). An httpx client of our own, as LiteLLM passes:
+        # errors then carry httpx responses, whose Retry-After `classify` reads.
         client = openai.AsyncOpenAI(
             api_key=request.api_key,
             base_url=request.api_base,
             timeout=request.timeout_s,
             max_retries=0,
-            http_client=httpx.AsyncClient(timeout=request.timeout_s, follow_redirects=True),
+            http_client=httpx.AsyncClient(follow_redirects=True),
         )
         clients[key] = client
     return client
