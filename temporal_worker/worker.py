@@ -13,7 +13,7 @@ from django.conf import settings
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from ai.activities import AiActivities, LlmConfig
+from ai.activities import AiActivities, LlmConfig, warm_up
 from ai.reconcile import reconcile_forever
 from ai.temporal import connect
 from ai.workflows.text import GenerateText
@@ -80,7 +80,11 @@ async def connect_with_retry(max_wait_s: float = 10.0) -> Client:
 
 async def run(*, reconcile_every_s: float = 30.0) -> None:
     client = await connect_with_retry()
-    worker = build_worker(client)
+    llm = LlmConfig.from_settings()
+    # Before polling, on this loop (the kept HTTP client belongs to the loop the activities run
+    # on): the first click after a deploy must not pay LiteLLM's lazy imports and tokenizer.
+    await warm_up(llm)
+    worker = build_worker(client, llm=llm)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

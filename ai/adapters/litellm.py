@@ -26,7 +26,7 @@ import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -47,6 +47,7 @@ __all__ = [
     "ProviderError",
     "classify",
     "complete",
+    "warm_up",
 ]
 
 OnText = Callable[[str], Awaitable[None]]
@@ -302,6 +303,83 @@ def _text_completion_client(request: CompletionRequest) -> openai.AsyncOpenAI | 
         )
         clients[key] = client
     return client
+
+
+# The worker's first model call paid ~0.5 s here that no later call pays: LiteLLM imports most of
+# its handlers and provider tables, and httpx its transport stack, on first use. warm_up pays it
+# at the worker's start instead of on an author's first click after every deploy.
+_REHEARSAL_BASE: Final = "http://warm-up.invalid/v1"  # .invalid never resolves; nothing dials it
+_REHEARSAL_MODELS: Final = {
+    "completion": "text-completion-openai/warm-up",
+    "chat": "openai/warm-up",
+}
+
+
+def _rehearsal_reply(request: httpx.Request) -> httpx.Response:
+    """A two-chunk OpenAI-style stream with usage, for either endpoint, served from memory."""
+    chat = request.url.path.endswith("/chat/completions")
+    base = {"id": "warm-up", "created": 0, "model": "warm-up"}
+    base["object"] = "chat.completion.chunk" if chat else "text_completion"
+
+    def choice(text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        if chat:
+            delta = {"role": "assistant", "content": text} if text is not None else {}
+            return {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    events = [
+        {**base, "choices": [choice("Ready.", None)]},
+        {**base, "choices": [choice(None, "stop")]},
+        {**base, "choices": [], "usage": usage},
+    ]
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=body)
+
+
+async def warm_up(request: CompletionRequest) -> None:
+    """Pay the first call's one-off costs now: one streamed call of each mode through LiteLLM
+    against an in-memory reply (no network, no key, no cost), then the kept client for
+    `request` on this event loop (see _text_completion_client)."""
+    rehearsal_client = openai.AsyncOpenAI(
+        api_key="warm-up",
+        base_url=_REHEARSAL_BASE,
+        max_retries=0,
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(_rehearsal_reply)),
+    )
+    try:
+        for mode, model in _REHEARSAL_MODELS.items():
+            rehearsal = replace(
+                request,
+                model=model,
+                mode=mode,  # type: ignore[arg-type]
+                prompt="Once upon a time",
+                api_base=_REHEARSAL_BASE,
+                api_key="warm-up",
+                seed=None,
+            )
+            kwargs = {
+                **_call_kwargs(rehearsal),
+                # LiteLLM prices every call for its logs; a made-up model has no price to find.
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+                "client": rehearsal_client,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            if mode == "chat":
+                messages = [{"role": "user", "content": rehearsal.prompt}]
+                stream = await litellm.acompletion(messages=messages, **kwargs)
+            else:
+                stream = await litellm.atext_completion(prompt=rehearsal.prompt, **kwargs)
+            async for _ in stream:
+                pass
+    finally:
+        await rehearsal_client.close()
+    _text_completion_client(request)
+    # The tokenizer LiteLLM counts this model's tokens with (prompt budgets, and usage for a
+    # server that sends none) loads on first use too: 0.35-0.7 s here.
+    count_tokens(request.model, "Once upon a time")
 
 
 async def _stream(

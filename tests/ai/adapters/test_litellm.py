@@ -9,6 +9,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm 
 import asyncio
 import email.utils
 import pickle
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -19,12 +22,14 @@ import httpx
 import litellm
 import pytest
 
+import ai.adapters.litellm as adapter
 from ai.adapters.litellm import (
     Completion,
     CompletionRequest,
     ProviderError,
     classify,
     complete,
+    warm_up,
 )
 from tests.fakes.llm_server import (
     DEFAULT_TEXT,
@@ -207,6 +212,61 @@ def test_another_event_loop_gets_its_own_connection(
     assert run(complete(make(llm.base_url, route))).text == DEFAULT_TEXT
     first, second, third = (request.client_port for request in llm.requests)
     assert first == third != second
+
+
+def test_warm_up_sends_no_request_and_keeps_the_client_for_its_loop(llm: FakeLLMServer) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(warm_up(make(llm.base_url, TEXT)))
+        assert llm.requests == []  # rehearsed in memory: nothing reached a server
+        (kept,) = adapter._TEXT_CLIENTS[loop].values()
+        assert str(kept.base_url).rstrip("/") == llm.base_url.rstrip("/")
+        loop.run_until_complete(complete(make(llm.base_url, TEXT), on_text=Recorder()))
+        assert adapter._TEXT_CLIENTS[loop] == {next(iter(adapter._TEXT_CLIENTS[loop])): kept}
+    finally:
+        loop.close()
+    assert len(llm.requests) == 1
+
+
+def test_after_warm_up_a_first_call_imports_nothing(llm: FakeLLMServer) -> None:
+    # In a fresh interpreter: LiteLLM and httpx import most of a call's code on its first use
+    # (~0.5 s, measured), which warm_up moves to the worker's start.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, sys
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+        from ai.adapters.litellm import CompletionRequest, complete, warm_up
+
+        async def noop(text):
+            pass
+
+        async def main():
+            requests = [
+                CompletionRequest(
+                    model=model, prompt="Once", mode=mode, api_base={llm.base_url!r}, api_key="k"
+                )
+                for model, mode in (
+                    ("text-completion-openai/local", "completion"),
+                    ("openai/hosted", "chat"),
+                )
+            ]
+            for request in requests:
+                await warm_up(request)
+            before = set(sys.modules)
+            for request in requests:
+                await complete(request, on_text=noop)
+                await complete(request)
+            print(sorted(set(sys.modules) - before))
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert len(llm.requests) == 4
 
 
 def test_tokens_are_counted_when_the_server_sends_no_usage(
