@@ -51,6 +51,7 @@ def test_every_section_is_reported(quick_run: dict) -> None:
     for section in ("a_post_latency", "b_end_to_end", "c_floor", "d_naive"):
         assert quick_run[section]["n"] == rounds, section
         assert quick_run[section]["p50_ms"] > 0 and quick_run[section]["p95_ms"] > 0
+    assert quick_run["b_end_to_end"]["first_click_after_start_ms"] > 0
     assert quick_run["c_floor"]["b_over_c"] > 0
     assert quick_run["d_naive"]["b_over_d"] > 0
     assert quick_run["d_naive"]["product_ordinary_activities"]["n"] == rounds
