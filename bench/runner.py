@@ -89,6 +89,14 @@ class BenchError(RuntimeError):
     pass
 
 
+# The one workflow task of a click, split by the job row's stamps (see Bench.phases).
+TASK_SPLIT = (
+    "  in the task: until the prompt is rendered",
+    "  in the task: model call and attach",
+    "  in the task: after attach",
+)
+
+
 @dataclass
 class Options:
     quick: bool
@@ -556,9 +564,24 @@ class Bench:
                     spent[key] = spent.get(key, 0.0) + at - since
                 elif kind == E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
                     spent["result delivered to the bench"] = done_wall - at
-            spent["workflow tasks"] = sum(
-                1 for e in history.events if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-            )
+            started = [
+                e for e in history.events if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_STARTED
+            ]
+            completed = [
+                e for e in history.events if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+            ]
+            spent["workflow tasks"] = len(completed)
+            if len(started) == len(completed) == 1:
+                tasks = [e.event_time.ToMicroseconds() / 1e6 for e in (*started, *completed)]
+                # One task ran render, the model call and attach as local activities, whose
+                # markers carry no times: the job row's stamps split it (started_at when the
+                # prompt is rendered, completed_at in the attach transaction; same clock).
+                job = AiJob.objects.only("started_at", "completed_at").get(pk=int(job_id))
+                if job.started_at and job.completed_at:
+                    rendered, attached = job.started_at.timestamp(), job.completed_at.timestamp()
+                    spent[TASK_SPLIT[0]] = rendered - tasks[0]
+                    spent[TASK_SPLIT[1]] = attached - rendered
+                    spent[TASK_SPLIT[2]] = tasks[1] - attached
             for key, value in spent.items():
                 samples.setdefault(key, []).append(value)
         out: dict[str, float] = {}

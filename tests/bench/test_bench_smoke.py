@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.runner import TASK_SPLIT
+
 REPO = Path(__file__).resolve().parents[2]
 SECTIONS = (
     "a_post_latency",
@@ -52,6 +54,14 @@ def test_every_section_is_reported(quick_run: dict) -> None:
         assert quick_run[section]["n"] == rounds, section
         assert quick_run[section]["p50_ms"] > 0 and quick_run[section]["p95_ms"] > 0
     assert quick_run["b_end_to_end"]["first_click_after_start_ms"] > 0
+    # The click's one workflow task, split by the job row's stamps: the parts are the task.
+    phases = quick_run["b_end_to_end"]["phases_ms"]
+    assert phases["workflow tasks"] == 1
+    split = [phases[key] for key in TASK_SPLIT]
+    assert all(part >= 0 for part in split)
+    assert sum(split) == pytest.approx(
+        phases["workflow task run (incl. local activities)"], rel=0.5
+    )
     assert quick_run["c_floor"]["b_over_c"] > 0
     assert quick_run["d_naive"]["b_over_d"] > 0
     assert quick_run["d_naive"]["product_ordinary_activities"]["n"] == rounds
