@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--warmup", type=int, help="unmeasured rounds first (5)")
     parser.add_argument("--burst", type=int, help="generations submitted at once (200)")
     parser.add_argument("--burst-latency", type=float, default=1.0, help="model latency (1 s)")
-    parser.add_argument("--local-runs", type=int, help="generations per side in section g (5)")
+    parser.add_argument("--local-runs", type=int, help="generations per side in section g (15)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument(
         "--postgres-url",
@@ -146,7 +146,7 @@ def parse_args(argv: list[str] | None) -> Options:
         warmup=args.warmup if args.warmup is not None else (2 if quick else 5),
         burst=args.burst or (10 if quick else 200),
         burst_latency_s=args.burst_latency,
-        local_runs=args.local_runs or (1 if quick else 5),
+        local_runs=args.local_runs or (1 if quick else 15),
         db=args.db,
         postgres_url=args.postgres_url,
         out=out,
