@@ -305,7 +305,7 @@ def _text_completion_client(request: CompletionRequest) -> openai.AsyncOpenAI | 
     return client
 
 
-# The worker's first model call paid ~0.5 s here that no later call pays: LiteLLM imports most of
+# A process's first model call paid 0.2-0.3 s here that no later call pays: LiteLLM imports most of
 # its handlers and provider tables, and httpx its transport stack, on first use. warm_up pays it
 # at the worker's start instead of on an author's first click after every deploy.
 _REHEARSAL_BASE: Final = "http://warm-up.invalid/v1"  # .invalid never resolves; nothing dials it
@@ -378,7 +378,7 @@ async def warm_up(request: CompletionRequest) -> None:
         await rehearsal_client.close()
     _text_completion_client(request)
     # The tokenizer LiteLLM counts this model's tokens with (prompt budgets, and usage for a
-    # server that sends none) loads on first use too: 0.35-0.7 s here.
+    # server that sends none) loads on first use too: 0.1-0.4 s here, by model.
     count_tokens(request.model, "Once upon a time")
 
 

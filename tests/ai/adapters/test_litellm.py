@@ -230,7 +230,7 @@ def test_warm_up_sends_no_request_and_keeps_the_client_for_its_loop(llm: FakeLLM
 
 def test_after_warm_up_a_first_call_imports_nothing(llm: FakeLLMServer) -> None:
     # In a fresh interpreter: LiteLLM and httpx import most of a call's code on its first use
-    # (~0.5 s, measured), which warm_up moves to the worker's start.
+    # (0.2-0.3 s, measured), which warm_up moves to the worker's start.
     script = textwrap.dedent(
         f"""
         import asyncio, os, sys
