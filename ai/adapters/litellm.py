@@ -249,7 +249,8 @@ async def _call(request: CompletionRequest, kwargs: dict[str, Any]) -> Any:
         return await litellm.acompletion(
             messages=[{"role": "user", "content": request.prompt}], **kwargs
         )
-    client = _text_completion_client(request)
+    # A client the caller names (the warm-up's in-memory one) wins over the kept one.
+    client = None if "client" in kwargs else _text_completion_client(request)
     if client is not None:
         kwargs = {**kwargs, "client": client}
     return await litellm.atext_completion(prompt=request.prompt, **kwargs)
@@ -337,10 +338,14 @@ def _rehearsal_reply(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=body)
 
 
+async def _ignore_text(text: str) -> None:
+    pass
+
+
 async def warm_up(request: CompletionRequest) -> None:
-    """Pay the first call's one-off costs now: one streamed call of each mode through LiteLLM
-    against an in-memory reply (no network, no key, no cost), then the kept client for
-    `request` on this event loop (see _text_completion_client)."""
+    """Pay the first call's one-off costs now: one streamed call of each mode down complete's
+    own path (_stream, LiteLLM) against an in-memory reply (no network, no key, no cost), then
+    the kept client for `request` on this event loop (see _text_completion_client)."""
     rehearsal_client = openai.AsyncOpenAI(
         api_key="warm-up",
         base_url=_REHEARSAL_BASE,
@@ -364,16 +369,8 @@ async def warm_up(request: CompletionRequest) -> None:
                 "input_cost_per_token": 0.0,
                 "output_cost_per_token": 0.0,
                 "client": rehearsal_client,
-                "stream": True,
-                "stream_options": {"include_usage": True},
             }
-            if mode == "chat":
-                messages = [{"role": "user", "content": rehearsal.prompt}]
-                stream = await litellm.acompletion(messages=messages, **kwargs)
-            else:
-                stream = await litellm.atext_completion(prompt=rehearsal.prompt, **kwargs)
-            async for _ in stream:
-                pass
+            await _stream(rehearsal, kwargs, _ignore_text, secrets=())
     finally:
         await rehearsal_client.close()
     _text_completion_client(request)
