@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from unittest import mock
 
 from bench import report
@@ -572,16 +572,17 @@ class Bench:
             ]
             spent["workflow tasks"] = len(completed)
             if len(started) == len(completed) == 1:
-                tasks = [e.event_time.ToMicroseconds() / 1e6 for e in (*started, *completed)]
+                task_started = started[0].event_time.ToMicroseconds() / 1e6
+                task_completed = completed[0].event_time.ToMicroseconds() / 1e6
                 # One task ran render, the model call and attach as local activities, whose
                 # markers carry no times: the job row's stamps split it (started_at when the
                 # prompt is rendered, completed_at in the attach transaction; same clock).
                 job = AiJob.objects.only("started_at", "completed_at").get(pk=int(job_id))
                 if job.started_at and job.completed_at:
                     rendered, attached = job.started_at.timestamp(), job.completed_at.timestamp()
-                    spent[TASK_SPLIT[0]] = rendered - tasks[0]
+                    spent[TASK_SPLIT[0]] = rendered - task_started
                     spent[TASK_SPLIT[1]] = attached - rendered
-                    spent[TASK_SPLIT[2]] = tasks[1] - attached
+                    spent[TASK_SPLIT[2]] = task_completed - attached
             for key, value in spent.items():
                 samples.setdefault(key, []).append(value)
         out: dict[str, float] = {}
@@ -1167,6 +1168,25 @@ class Bench:
                 "stop": list(limits.get("stop", ())),
             }
 
+        class Click(NamedTuple):
+            seconds: float  # from the request to the workflow's result
+            job: AiJob  # the finished row
+            click_wall: float  # time.time() at the request and at the result (for phases)
+            done_wall: float
+
+        def click(*, same_story: bool) -> Click:
+            """One new page through the whole stack; its story identical to the last one's when
+            `same_story` (the same prompt), new to the model otherwise."""
+            (page_id,) = self.make_pages(1, same_story=same_story)
+            page = Page.objects.get(pk=page_id)
+            click_wall = time.time()
+            started = time.perf_counter()
+            job = request_page_text(page=page, user=self.user)
+            self.wait_result(self.client, job.pk, timeout=300)
+            seconds = time.perf_counter() - started
+            done_wall = time.time()
+            return Click(seconds, AiJob.objects.get(pk=job.pk), click_wall, done_wall)
+
         limits = GENERATION_LIMITS["completion"]
         try:
             if direct.stdout.readline().strip() != "READY":
@@ -1184,23 +1204,9 @@ class Bench:
             variant_runs: list[dict[str, Any]] = []
             with settings_override:
                 for i in range(self.opts.local_runs + 1):  # the first pair warms both up
-                    (page_id,) = self.make_pages(1, same_story=True)
-                    page = Page.objects.get(pk=page_id)
-                    click_wall = time.time()
-                    started = time.perf_counter()
-                    job = request_page_text(page=page, user=self.user)
-                    self.wait_result(self.client, job.pk, timeout=300)
-                    seconds = time.perf_counter() - started
-                    done_wall = time.time()
-                    job = AiJob.objects.get(pk=job.pk)
-                    (variant_page_id,) = self.make_pages(1, same_story=True)
+                    seconds, job, click_wall, done_wall = click(same_story=True)
                     with override_settings(TEMPORAL_TASK_QUEUE=variant_queue):
-                        variant_started = time.perf_counter()
-                        variant_job = request_page_text(
-                            page=Page.objects.get(pk=variant_page_id), user=self.user
-                        )
-                        self.wait_result(self.client, variant_job.pk, timeout=300)
-                        variant_seconds = time.perf_counter() - variant_started
+                        variant_click = click(same_story=True)
                     # The model call and the attach step, from the job row: started_at is
                     # stamped when the prompt is rendered, completed_at in the attach
                     # transaction. (The first attempt is a local activity: its marker in the
@@ -1223,10 +1229,7 @@ class Bench:
                             {"seconds": secs, "text": clean_page_text(raw, page_number=number)}
                         )
                     variant_runs.append(
-                        {
-                            "seconds": variant_seconds,
-                            "text": AiJob.objects.get(pk=variant_job.pk).output_text,
-                        }
+                        {"seconds": variant_click.seconds, "text": variant_click.job.output_text}
                     )
                     stack_runs.append(
                         {
@@ -1251,12 +1254,7 @@ class Bench:
                 # benefit, it has never seen the prompt either.
                 new_stack, new_direct = [], []
                 for _ in range(self.opts.local_runs):
-                    (page_id,) = self.make_pages(1)
-                    started = time.perf_counter()
-                    job = request_page_text(page=Page.objects.get(pk=page_id), user=self.user)
-                    self.wait_result(self.client, job.pk, timeout=300)
-                    seconds = time.perf_counter() - started
-                    job = AiJob.objects.get(pk=job.pk)
+                    seconds, job, _, _ = click(same_story=False)
                     number = int(job.prompt_payload.get("page_number") or 1)
                     mine = ask(direct_request(job.rendered_prompt))
                     new_stack.append({"seconds": seconds, "text": job.output_text})
