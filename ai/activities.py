@@ -93,7 +93,7 @@ async def warm_up(llm: LlmConfig) -> None:
         await warm_up_model_calls(llm.request("Once upon a time", "completion"))
         library = services.prompts()
         for key in TEMPLATE_FOR_FAMILY.values():
-            library.env.get_template(library.path(key).name)
+            library.template(key)
     except Exception:  # an optimisation only: it must never keep the worker from starting
         log.warning("warm-up failed; the first job pays its one-off costs", exc_info=True)
         return

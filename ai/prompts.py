@@ -49,6 +49,10 @@ class PromptLibrary:
             raise PromptError(f"Bad template key {key!r}")
         return self.directory / f"{key}.jinja"
 
+    def template(self, key: str) -> jinja2.Template:
+        """The compiled template; the environment keeps it after the first load."""
+        return self.env.get_template(self.path(key).name)
+
     def version(self, key: str) -> str:
         path = self.path(key)
         try:
@@ -63,7 +67,7 @@ class PromptLibrary:
     def render(self, key: str, context: dict[str, Any]) -> RenderedPrompt:
         version = self.version(key)
         try:
-            text = self.env.get_template(f"{key}.jinja").render(**context)
+            text = self.template(key).render(**context)
         except jinja2.UndefinedError as exc:
             raise PromptError(f"Template {key} v{version}: {exc}") from exc
         return RenderedPrompt(key=key, version=version, text=text.strip())
